@@ -1,0 +1,46 @@
+// Shared plumbing for consentctl commands: option parsing and the two kinds
+// of failure the contract distinguishes (bad usage: exit 2; failed
+// operation: exit 1).
+#pragma once
+
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace consent::cli {
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+struct Failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct Args {
+    std::multimap<std::string, std::string> opts;  // "--key" -> value, repeatable
+    std::vector<std::string> positional;
+    bool help = false;
+
+    // The single value of an option, or `def`; UsageError when repeated.
+    std::string get(const std::string& name, const std::string& def = "") const;
+    std::string need(const std::string& name) const;  // UsageError when absent
+    bool has(const std::string& name) const { return opts.count(name) != 0; }
+};
+
+// Parses argv after the command name. Every option takes a value, given as
+// "--opt value" or "--opt=value"; `valid` lists the accepted ones.
+Args parse_args(int argc, char** argv, const std::set<std::string>& valid);
+
+struct Command {
+    const char* name;
+    const char* summary;
+    const char* usage;  // full help text of the command
+    int (*run)(const Args&);
+    std::set<std::string> options;
+};
+
+const std::vector<Command>& token_commands();
+
+}  // namespace consent::cli

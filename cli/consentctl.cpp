@@ -1,0 +1,105 @@
+// consentctl: the operator's tool for keys, tokens and (later) consent records.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "cli/command.h"
+
+namespace consent::cli {
+
+std::string Args::get(const std::string& name, const std::string& def) const {
+    const auto n = opts.count(name);
+    if (n == 0) return def;
+    if (n > 1) throw UsageError(name + " given more than once");
+    return opts.find(name)->second;
+}
+
+std::string Args::need(const std::string& name) const {
+    if (!has(name)) throw UsageError(name + " is required");
+    return get(name);
+}
+
+Args parse_args(int argc, char** argv, const std::set<std::string>& valid) {
+    Args a;
+    bool only_positional = false;
+    for (int i = 0; i < argc; i++) {
+        std::string arg = argv[i];
+        if (only_positional || arg.size() < 2 || arg.compare(0, 2, "--") != 0) {
+            a.positional.push_back(arg);
+            continue;
+        }
+        if (arg == "--") {
+            only_positional = true;
+            continue;
+        }
+        if (arg == "--help") {
+            a.help = true;
+            continue;
+        }
+        std::string value;
+        const auto eq = arg.find('=');
+        if (eq != std::string::npos) {
+            value = arg.substr(eq + 1);
+            arg.resize(eq);
+        } else if (valid.count(arg)) {
+            if (i + 1 >= argc) throw UsageError(arg + " needs a value");
+            value = argv[++i];
+        }
+        if (!valid.count(arg)) throw UsageError("unknown option " + arg);
+        a.opts.emplace(arg, value);
+    }
+    return a;
+}
+
+}  // namespace consent::cli
+
+using namespace consent::cli;
+
+static void print_usage(FILE* out) {
+    std::fprintf(out,
+                 "usage: consentctl COMMAND [OPTIONS]\n"
+                 "\n"
+                 "Keys and tokens for the nginx consent module.\n"
+                 "\n"
+                 "commands:\n");
+    for (const auto& c : token_commands()) std::fprintf(out, "  %-18s %s\n", c.name, c.summary);
+    std::fprintf(out,
+                 "\n"
+                 "'consentctl COMMAND --help' describes one command.\n"
+                 "exit status: 0 success, 1 failed operation, 2 bad usage\n");
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "consentctl: missing command; try 'consentctl --help'\n");
+        return 2;
+    }
+    const std::string name = argv[1];
+    if (name == "--help" || name == "-h" || name == "help") {
+        print_usage(stdout);
+        return 0;
+    }
+    for (const auto& c : token_commands()) {
+        if (name != c.name) continue;
+        try {
+            const Args args = parse_args(argc - 2, argv + 2, c.options);
+            if (args.help) {
+                std::fputs(c.usage, stdout);
+                return 0;
+            }
+            return c.run(args);
+        } catch (const UsageError& e) {
+            std::fprintf(stderr, "consentctl %s: %s; try 'consentctl %s --help'\n", c.name, e.what(), c.name);
+            return 2;
+        } catch (const Failure& e) {
+            std::fprintf(stderr, "consentctl %s: %s\n", c.name, e.what());
+            return 1;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "consentctl %s: %s\n", c.name, e.what());
+            return 1;
+        }
+    }
+    std::fprintf(stderr, "consentctl: unknown command '%s'; try 'consentctl --help'\n", name.c_str());
+    return 2;
+}

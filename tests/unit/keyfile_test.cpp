@@ -1,0 +1,141 @@
+#include "crypto/keyfile.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+using namespace consent;
+
+namespace {
+
+const std::string kHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+class TempFile {
+public:
+    TempFile(const std::string& content, mode_t mode) {
+        char tmpl[] = "/tmp/consent-keyfile-XXXXXX";
+        const int fd = mkstemp(tmpl);
+        EXPECT_GE(fd, 0);
+        path_ = tmpl;
+        EXPECT_EQ(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+        close(fd);
+        chmod(path_.c_str(), mode);
+    }
+    ~TempFile() { unlink(path_.c_str()); }
+    const char* path() const { return path_.c_str(); }
+
+private:
+    std::string path_;
+};
+
+}  // namespace
+
+TEST(KeyText, ParsesBothSuites) {
+    Suite s;
+    KeyBytes k;
+    std::string err;
+    ASSERT_TRUE(parse_key_text("xchacha20poly1305 " + kHex + "\n", &s, &k, &err)) << err;
+    EXPECT_EQ(s, Suite::xchacha20poly1305);
+    for (int i = 0; i < 32; i++) EXPECT_EQ(k.b[i], i);
+    ASSERT_TRUE(parse_key_text("aes256gcm " + kHex, &s, &k, &err)) << err;
+    EXPECT_EQ(s, Suite::aes256gcm);
+    // Upper-case hex and a CRLF ending are accepted.
+    std::string upper = kHex;
+    for (auto& c : upper) c = static_cast<char>(toupper(c));
+    ASSERT_TRUE(parse_key_text("aes256gcm " + upper + "\r\n", &s, &k, &err)) << err;
+    EXPECT_EQ(k.b[31], 0x1f);
+}
+
+TEST(KeyText, RejectsMalformed) {
+    Suite s;
+    KeyBytes k;
+    std::string err;
+    const std::string bad[] = {
+        "",
+        "\n",
+        kHex,                                           // suite missing
+        "chacha20 " + kHex,                             // unknown suite
+        "aes256gcm  " + kHex,                           // two spaces
+        "aes256gcm\t" + kHex,                           // tab
+        " aes256gcm " + kHex,                           // leading space
+        "aes256gcm " + kHex.substr(2),                  // 31 bytes
+        "aes256gcm " + kHex + "00",                     // 33 bytes
+        "aes256gcm " + kHex.substr(0, 63) + "g",        // non-hex
+        "aes256gcm " + kHex + " ",                      // trailing space
+        "aes256gcm " + kHex + "\n\n",                   // two lines
+        "aes256gcm " + kHex + "\naes256gcm " + kHex,    // two keys
+        "AES256GCM " + kHex,                            // suite names are exact
+    };
+    for (const auto& text : bad) {
+        err.clear();
+        EXPECT_FALSE(parse_key_text(text, &s, &k, &err)) << text;
+        EXPECT_FALSE(err.empty()) << text;
+    }
+}
+
+TEST(PseudonymKeyText, ParsesAndRejects) {
+    KeyBytes k;
+    std::string err;
+    ASSERT_TRUE(parse_pseudonym_key_text(kHex + "\n", &k, &err)) << err;
+    EXPECT_EQ(k.b[1], 1);
+    EXPECT_FALSE(parse_pseudonym_key_text("aes256gcm " + kHex, &k, &err));
+    EXPECT_FALSE(parse_pseudonym_key_text(kHex.substr(1), &k, &err));
+    EXPECT_FALSE(parse_pseudonym_key_text(kHex + "\n" + kHex, &k, &err));
+    EXPECT_FALSE(parse_pseudonym_key_text("", &k, &err));
+}
+
+TEST(KeyFile, LoadsPrivateFile) {
+    TempFile f("xchacha20poly1305 " + kHex + "\n", 0600);
+    Suite s;
+    KeyBytes k;
+    std::string err;
+    ASSERT_TRUE(load_key_file(f.path(), &s, &k, &err)) << err;
+    EXPECT_EQ(s, Suite::xchacha20poly1305);
+    TempFile ro("xchacha20poly1305 " + kHex + "\n", 0400);
+    EXPECT_TRUE(load_key_file(ro.path(), &s, &k, &err)) << err;
+}
+
+TEST(KeyFile, RefusesGroupOrOtherReadable) {
+    for (mode_t mode : {0640, 0604, 0644, 0660, 0666}) {
+        TempFile f("xchacha20poly1305 " + kHex + "\n", mode);
+        Suite s;
+        KeyBytes k;
+        std::string err;
+        EXPECT_FALSE(load_key_file(f.path(), &s, &k, &err)) << std::oct << mode;
+        EXPECT_NE(err.find("readable by group or others"), std::string::npos) << err;
+    }
+    TempFile p(kHex, 0644);
+    KeyBytes k;
+    std::string err;
+    EXPECT_FALSE(load_pseudonym_key_file(p.path(), &k, &err));
+    EXPECT_NE(err.find("chmod 600"), std::string::npos) << err;
+}
+
+TEST(KeyFile, ReportsMissingDirectoryAndOversize) {
+    Suite s;
+    KeyBytes k;
+    std::string err;
+    EXPECT_FALSE(load_key_file("/nonexistent/consent.key", &s, &k, &err));
+    EXPECT_NE(err.find("cannot open"), std::string::npos) << err;
+    EXPECT_FALSE(load_key_file("/tmp", &s, &k, &err));
+    EXPECT_FALSE(err.empty());
+    TempFile big(std::string(5000, 'a'), 0600);
+    EXPECT_FALSE(load_key_file(big.path(), &s, &k, &err));
+    EXPECT_NE(err.find("too large"), std::string::npos) << err;
+    TempFile bad("aes256gcm zz\n", 0600);
+    EXPECT_FALSE(load_key_file(bad.path(), &s, &k, &err));
+    EXPECT_NE(err.find("64 hex"), std::string::npos) << err;
+}
+
+TEST(KeyBytes, WipedOnDestruction) {
+    alignas(KeyBytes) unsigned char storage[sizeof(KeyBytes)];
+    auto* k = new (storage) KeyBytes;
+    for (auto& b : k->b) b = 0xAA;
+    k->~KeyBytes();
+    for (unsigned char c : storage) EXPECT_EQ(c, 0);
+}

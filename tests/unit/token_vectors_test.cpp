@@ -1,0 +1,101 @@
+// Checks the test vectors published in docs/token-format.md, read from the
+// document itself so that what issuers see is exactly what is tested.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "crypto/keyfile.h"
+#include "crypto/pseudonym.h"
+#include "crypto/token.h"
+
+using namespace consent;
+
+namespace {
+
+using Vector = std::map<std::string, std::string>;
+
+// A vector is a fenced block whose first line is "vector: NAME", then
+// "field: value" lines.
+std::vector<Vector> load_vectors() {
+    std::ifstream in(CONSENT_SOURCE_DIR "/docs/token-format.md");
+    EXPECT_TRUE(in.good());
+    std::vector<Vector> out;
+    std::string line;
+    bool in_block = false;
+    while (std::getline(in, line)) {
+        if (line.rfind("```", 0) == 0) {
+            in_block = !in_block;
+            continue;
+        }
+        if (!in_block) continue;
+        const auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string k = line.substr(0, colon), v = line.substr(colon + 1);
+        v.erase(0, v.find_first_not_of(' '));
+        if (k == "vector") out.emplace_back();
+        if (!out.empty()) out.back()[k] = v;
+    }
+    return out;
+}
+
+std::vector<uint8_t> unhex(const std::string& h) {
+    std::vector<uint8_t> b;
+    for (size_t i = 0; i + 1 < h.size(); i += 2) b.push_back(static_cast<uint8_t>(std::stoi(h.substr(i, 2), nullptr, 16)));
+    return b;
+}
+
+}  // namespace
+
+TEST(TokenVectors, PublishedVectorsSealAndOpen) {
+    ASSERT_TRUE(crypto_init());
+    const auto vectors = load_vectors();
+    int tokens = 0, pseudonyms = 0;
+    for (const auto& v : vectors) {
+        SCOPED_TRACE(v.at("vector"));
+        if (v.count("pseudonym")) {
+            const auto key = unhex(v.at("pseudonym_key"));
+            ASSERT_EQ(key.size(), 32u);
+            PseudonymKey pk(key.data());
+            char out[kPseudonymHex];
+            pk.pseudonym(v.at("subject"), out);
+            EXPECT_EQ(std::string(out, sizeof out), v.at("pseudonym"));
+            pseudonyms++;
+            continue;
+        }
+        Suite suite;
+        KeyBytes kb;
+        std::string err;
+        ASSERT_TRUE(parse_key_text(v.at("key_file"), &suite, &kb, &err)) << err;
+        auto key = Key::create(static_cast<uint16_t>(std::stoi(v.at("key_id"))), suite, kb.b, &err);
+        ASSERT_TRUE(key);
+        const auto nonce = unhex(v.at("nonce"));
+        ASSERT_EQ(nonce.size(), nonce_bytes(suite));
+        TokenClaims c;
+        ASSERT_TRUE(c.set(v.at("subject"), v.at("campaign")));
+        c.issued_at = std::stoull(v.at("issued_at"));
+        c.expires_at = std::stoull(v.at("expires_at"));
+        const TokenKind kind = v.at("kind") == "uid" ? TokenKind::uid : TokenKind::purl;
+
+        char out[kMaxTokenTextOut];
+        const size_t n = seal_token(*key, kind, c, nonce.data(), out, sizeof out);
+        EXPECT_EQ(std::string(out, n), v.at("token"));
+
+        KeyRing ring;
+        ASSERT_TRUE(ring.add(std::move(key), false, &err));
+        TokenHeader h;
+        TokenClaims got;
+        const auto expect = kind == TokenKind::uid ? ExpectKind::uid : ExpectKind::purl;
+        ASSERT_EQ(open_token(v.at("token"), expect, ring, c.issued_at, &h, &got), TokenStatus::valid);
+        EXPECT_EQ(got.subject_view(), v.at("subject"));
+        EXPECT_EQ(got.campaign_view(), v.at("campaign"));
+        EXPECT_EQ(got.expires_at, c.expires_at);
+        EXPECT_EQ(open_token(v.at("token"), expect, ring, c.expires_at, &h, &got), TokenStatus::expired);
+        tokens++;
+    }
+    EXPECT_GE(tokens, 2);
+    EXPECT_GE(pseudonyms, 1);
+}
