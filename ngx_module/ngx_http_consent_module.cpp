@@ -1,90 +1,46 @@
 /*
  * ngx_http_consent_module: consent enforcement at the edge.
  *
- * This file is the nginx glue for configuration: directives, the
- * create/merge functions and the module definition. The work itself
- * (tokens, records, decisions, rewrites) lives in the pure C++ libraries
- * under crypto/, store/ and policy/, which never see an nginx structure.
+ * The module definition, configuration create/merge, phase and filter
+ * registration, and the per-request context. Directives are parsed in
+ * ngx_http_consent_conf.cpp; the request path lives in the other files of
+ * ngx_module/, and the work itself in the pure libraries (crypto/, policy/).
  *
- * Every function nginx calls catches whatever C++ may throw (in practice
- * std::bad_alloc at configuration time), logs it, and returns an nginx error
- * code: no exception crosses into nginx's C.
+ * Every function nginx calls catches whatever C++ may throw, logs it and
+ * returns an nginx error code: no exception crosses into nginx's C.
  */
 
-#include "ngx_module/ngx_http_consent_nginx.h"
+#include "ngx_module/ngx_http_consent_module.h"
 
 #include <exception>
-#include <memory>
-#include <string>
-
-#include "crypto/keyfile.h"
-#include "crypto/keyring.h"
-#include "crypto/pseudonym.h"
-
-
-typedef struct {
-    /* Owned; freed (and wiped) by a cleanup on the configuration pool, so a
-     * reload that drops the old cycle also drops its keys. */
-    consent::KeyRing          *keys;
-    consent::PseudonymKey     *pseudonym_key;
-
-    /* where `consent on` first appeared, to name it in errors */
-    ngx_str_t                  enabled_file;
-    ngx_uint_t                 enabled_line;
-} ngx_http_consent_main_conf_t;
-
-
-typedef struct {
-    ngx_flag_t                 enable;
-} ngx_http_consent_loc_conf_t;
+#include <new>
+#include <type_traits>
 
 
 static void *ngx_http_consent_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_consent_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_consent_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_consent_postconfiguration(ngx_conf_t *cf);
-
-static char *ngx_http_consent_key(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_consent_pseudonym_key(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_consent(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static void ngx_http_consent_cleanup_main_conf(void *data);
+static void ngx_http_consent_cleanup_ctx(void *data);
 
 
-static ngx_command_t  ngx_http_consent_commands[] = {
-
-    { ngx_string("consent_key"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
-      ngx_http_consent_key,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("consent_pseudonym_key"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_consent_pseudonym_key,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("consent"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_http_consent,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_consent_loc_conf_t, enable),
-      NULL },
-
-      ngx_null_command
-};
+/* pools free memory without running destructors */
+static_assert(std::is_trivially_destructible<ngx_http_consent_ctx_t>::value,
+              "the request context must be plain data");
+static_assert(std::is_trivially_destructible<ngx_http_consent_loc_conf_t>::value,
+              "the location configuration must be plain data");
 
 
 static ngx_http_module_t  ngx_http_consent_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_consent_preconfiguration,     /* preconfiguration */
     ngx_http_consent_postconfiguration,    /* postconfiguration */
 
     ngx_http_consent_create_main_conf,     /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_consent_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -114,18 +70,6 @@ ngx_module_t  ngx_http_consent_module = {
 }
 
 
-static void
-ngx_http_consent_cleanup_main_conf(void *data)
-{
-    ngx_http_consent_main_conf_t  *cmcf = (ngx_http_consent_main_conf_t *) data;
-
-    delete cmcf->keys;
-    delete cmcf->pseudonym_key;
-    cmcf->keys = NULL;
-    cmcf->pseudonym_key = NULL;
-}
-
-
 static void *
 ngx_http_consent_create_main_conf(ngx_conf_t *cf)
 {
@@ -135,6 +79,13 @@ ngx_http_consent_create_main_conf(ngx_conf_t *cf)
     cmcf = (ngx_http_consent_main_conf_t *)
                ngx_pcalloc(cf->pool, sizeof(ngx_http_consent_main_conf_t));
     if (cmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&cmcf->purposes, cf->pool, 8,
+                       sizeof(ngx_http_consent_purpose_t))
+        != NGX_OK)
+    {
         return NULL;
     }
 
@@ -158,6 +109,42 @@ ngx_http_consent_create_main_conf(ngx_conf_t *cf)
 }
 
 
+static void
+ngx_http_consent_cleanup_main_conf(void *data)
+{
+    ngx_http_consent_main_conf_t  *cmcf = (ngx_http_consent_main_conf_t *) data;
+
+    delete cmcf->keys;
+    delete cmcf->pseudonym_key;
+    cmcf->keys = NULL;
+    cmcf->pseudonym_key = NULL;
+}
+
+
+static char *
+ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_consent_main_conf_t  *cmcf = (ngx_http_consent_main_conf_t *) conf;
+
+    if (cmcf->enabled_line && cmcf->pseudonym_key == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"consent on\" in %V:%ui requires "
+                      "\"consent_pseudonym_key\" in the http block",
+                      &cmcf->enabled_file, cmcf->enabled_line);
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (cmcf->enabled_line && cmcf->keys->empty()) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "\"consent on\" in %V:%ui without any \"consent_key\": "
+                      "every token will be \"unknown_key\"",
+                      &cmcf->enabled_file, cmcf->enabled_line);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static void *
 ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
 {
@@ -169,7 +156,24 @@ ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     clcf->token_arg = { 0, NULL };
+     *     clcf->uid_set = 0;
+     *     clcf->strip_args = NULL;
+     *     clcf->strip_cookies = NULL;
+     *
+     * uid is a C++ aggregate of views and scalars: placement-construct it
+     * so its defaults hold, with nothing to destroy later.
+     */
+
+    new (&clcf->uid) consent::UidCookieAttrs();
+
     clcf->enable = NGX_CONF_UNSET;
+    clcf->dry_run = NGX_CONF_UNSET;
+    clcf->token_redirect = NGX_CONF_UNSET;
+    clcf->uid_purpose = -1;
 
     return clcf;
 }
@@ -182,165 +186,133 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_consent_loc_conf_t  *conf = (ngx_http_consent_loc_conf_t *) child;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->dry_run, prev->dry_run, 0);
+    ngx_conf_merge_value(conf->token_redirect, prev->token_redirect, 0);
+    ngx_conf_merge_str_value(conf->token_arg, prev->token_arg, "ctk");
+
+    if (!conf->uid_set) {
+        conf->uid = prev->uid;
+        conf->uid_purpose = prev->uid_purpose;
+        conf->uid_set = prev->uid_set;
+    }
+
+    if (conf->strip_args == NULL) {
+        conf->strip_args = prev->strip_args;
+    }
+
+    if (conf->strip_cookies == NULL) {
+        conf->strip_cookies = prev->strip_cookies;
+    }
 
     return NGX_CONF_OK;
 }
 
 
 static ngx_int_t
+ngx_http_consent_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_consent_add_variables(cf);
+}
+
+
+static ngx_int_t
 ngx_http_consent_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_http_consent_main_conf_t  *cmcf;
+    ngx_http_handler_pt           *h;
+    ngx_http_core_main_conf_t     *cmcf;
+    ngx_http_consent_main_conf_t  *ccmcf;
 
-    cmcf = (ngx_http_consent_main_conf_t *)
-               ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
+    ccmcf = (ngx_http_consent_main_conf_t *)
+                ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
 
-    if (cmcf->enabled_line && cmcf->pseudonym_key == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"consent on\" in %V:%ui requires "
-                      "\"consent_pseudonym_key\" in the http block",
-                      &cmcf->enabled_file, cmcf->enabled_line);
+    /*
+     * The preaccess phase, as limit_req: the access phase can be left early
+     * (satisfy any with a matching allow, auth_basic, auth_request), and
+     * consent must never be skipped that way.
+     */
+
+    cmcf = (ngx_http_core_main_conf_t *)
+               ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = (ngx_http_handler_pt *)
+            ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    *h = ngx_http_consent_handler;
+
+    if (ngx_http_consent_stats_init_conf(cf, ccmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_consent_filter_init(cf);
 }
 
 
-/* consent_key ID FILE [issue]; */
-static char *
-ngx_http_consent_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+/*
+ * The context lives in a cleanup of the request pool as well as in r->ctx:
+ * an internal redirect clears r->ctx, and the decision must survive it so
+ * that it is made once per request (the realip module does the same).
+ */
+
+ngx_http_consent_ctx_t *
+ngx_http_consent_get_ctx(ngx_http_request_t *r)
 {
-    ngx_http_consent_main_conf_t *cmcf = (ngx_http_consent_main_conf_t *) conf;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_consent_ctx_t  *ctx;
 
-    ngx_int_t         id;
-    ngx_str_t        *value, file;
-    ngx_uint_t        issue;
-    consent::Suite    suite;
-    std::string       err;
+    r = r->main;
 
-    value = (ngx_str_t *) cf->args->elts;
-
-    id = ngx_atoi(value[1].data, value[1].len);
-    if (id < 1 || id > 65535) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"consent_key\": invalid key id \"%V\", "
-                           "expected 1..65535", &value[1]);
-        return (char *) NGX_CONF_ERROR;
+    ctx = (ngx_http_consent_ctx_t *) ngx_http_get_module_ctx(r,
+                                                    ngx_http_consent_module);
+    if (ctx || !r->internal) {
+        return ctx;
     }
 
-    issue = 0;
-    if (cf->args->nelts == 4) {
-        if (ngx_strcmp(value[3].data, "issue") != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"consent_key\": invalid parameter \"%V\", "
-                               "expected \"issue\"", &value[3]);
-            return (char *) NGX_CONF_ERROR;
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_consent_cleanup_ctx) {
+            ctx = (ngx_http_consent_ctx_t *) cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_consent_module);
+            return ctx;
         }
-        issue = 1;
     }
 
-    file = value[2];
-    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    try {
-        consent::KeyBytes  bytes;
-
-        /* file.data is NUL-terminated by ngx_conf_full_name() */
-        if (!consent::load_key_file((const char *) file.data, &suite, &bytes,
-                                    &err))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"consent_key\": key file \"%V\": %s",
-                               &file, err.c_str());
-            return (char *) NGX_CONF_ERROR;
-        }
-
-        std::unique_ptr<consent::Key> key =
-            consent::Key::create((uint16_t) id, suite, bytes.b, &err);
-
-        if (key == nullptr || !cmcf->keys->add(std::move(key), issue, &err)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"consent_key\": %s",
-                               err.c_str());
-            return (char *) NGX_CONF_ERROR;
-        }
-
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"consent_key\": %s",
-                           e.what());
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return NULL;
 }
 
 
-/* consent_pseudonym_key FILE; */
-static char *
-ngx_http_consent_pseudonym_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_consent_ctx_t *
+ngx_http_consent_create_ctx(ngx_http_request_t *r)
 {
-    ngx_http_consent_main_conf_t *cmcf = (ngx_http_consent_main_conf_t *) conf;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_consent_ctx_t  *ctx;
 
-    ngx_str_t    *value, file;
-    std::string   err;
-
-    if (cmcf->pseudonym_key) {
-        return (char *) "is duplicate";
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_consent_ctx_t));
+    if (cln == NULL) {
+        return NULL;
     }
 
-    value = (ngx_str_t *) cf->args->elts;
-    file = value[1];
+    /*
+     * Value-initialised in place: plain fields are zeroed, the C++ members
+     * get their defaults. All of it is trivially destructible, so the pool
+     * frees it without a destructor call.
+     */
+    ctx = new (cln->data) ngx_http_consent_ctx_t();
 
-    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
-        return (char *) NGX_CONF_ERROR;
-    }
+    cln->handler = ngx_http_consent_cleanup_ctx;
 
-    try {
-        consent::KeyBytes  bytes;
+    ngx_http_set_ctx(r, ctx, ngx_http_consent_module);
 
-        if (!consent::load_pseudonym_key_file((const char *) file.data, &bytes,
-                                              &err))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"consent_pseudonym_key\": key file \"%V\": %s",
-                               &file, err.c_str());
-            return (char *) NGX_CONF_ERROR;
-        }
-
-        cmcf->pseudonym_key = new consent::PseudonymKey(bytes.b);
-
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"consent_pseudonym_key\": %s", e.what());
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ctx;
 }
 
 
-/* consent on|off; remembers where it was turned on for postconfiguration */
-static char *
-ngx_http_consent(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+static void
+ngx_http_consent_cleanup_ctx(void *data)
 {
-    char                          *rv;
-    ngx_http_consent_loc_conf_t   *clcf = (ngx_http_consent_loc_conf_t *) conf;
-    ngx_http_consent_main_conf_t  *cmcf;
-
-    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    cmcf = (ngx_http_consent_main_conf_t *)
-               ngx_http_conf_get_module_main_conf(cf, ngx_http_consent_module);
-
-    if (clcf->enable && cmcf->enabled_line == 0) {
-        cmcf->enabled_file = cf->conf_file->file.name;
-        cmcf->enabled_line = cf->conf_file->line;
-    }
-
-    return NGX_CONF_OK;
+    /*
+     * Only a marker for ngx_http_consent_get_ctx(); the Redis lookup will
+     * detach a pending request here.
+     */
 }

@@ -1,0 +1,698 @@
+/*
+ * The request path, in the contract's order: extract the PURL token and
+ * the UID cookie, open them, look the subject up, decide, rewrite. It runs
+ * in the preaccess phase on main requests, once per request: internal
+ * redirects find the decision already made (ngx_http_consent_get_ctx).
+ *
+ * The lookup may suspend the request (NGX_AGAIN); the store resumes it by
+ * running the phases again, and the handler continues from ctx->state.
+ */
+
+#include "ngx_module/ngx_http_consent_module.h"
+
+#include <exception>
+
+#include "policy/cookie_rewrite.h"
+#include "policy/query_rewrite.h"
+
+
+static ngx_int_t ngx_http_consent_handle(ngx_http_request_t *r);
+static void ngx_http_consent_extract(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_main_conf_t *cmcf,
+    ngx_http_consent_loc_conf_t *clcf);
+static void ngx_http_consent_decide(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_main_conf_t *cmcf,
+    ngx_http_consent_loc_conf_t *clcf);
+static ngx_int_t ngx_http_consent_rewrite(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
+    ngx_str_t *new_args);
+static ngx_int_t ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
+    consent::NameList *names);
+static ngx_int_t ngx_http_consent_set_uri(ngx_http_request_t *r,
+    ngx_str_t *args, ngx_uint_t request_line_only);
+static ngx_int_t ngx_http_consent_redirect(ngx_http_request_t *r,
+    ngx_str_t *args);
+static void ngx_http_consent_remove_header(ngx_http_request_t *r,
+    ngx_list_t *list, ngx_table_elt_t *h);
+
+
+static std::string_view
+ngx_http_consent_sv(ngx_str_t *s)
+{
+    return std::string_view((const char *) s->data, s->len);
+}
+
+
+static ngx_uint_t
+ngx_http_consent_is_header(ngx_table_elt_t *h, const char *name, size_t len)
+{
+    return h->hash && h->key.len == len
+           && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0;
+}
+
+
+ngx_int_t
+ngx_http_consent_handler(ngx_http_request_t *r)
+{
+    try {
+        return ngx_http_consent_handle(r);
+
+    } catch (const std::exception &e) {
+        /* only allocation can throw here; fail closed, never unstripped */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "consent: %s", e.what());
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_consent_handle(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      args;
+    ngx_http_consent_ctx_t        *ctx;
+    ngx_http_consent_loc_conf_t   *clcf;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_consent_get_ctx(r);
+
+    if (ctx == NULL) {
+        clcf = (ngx_http_consent_loc_conf_t *)
+                   ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
+
+        if (!clcf->enable) {
+            return NGX_DECLINED;
+        }
+
+        ctx = ngx_http_consent_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cmcf = (ngx_http_consent_main_conf_t *)
+                   ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+
+        ctx->conf = clcf;
+
+        ngx_http_consent_extract(r, ctx, cmcf, clcf);
+
+        if (ngx_http_consent_has_subject(ctx)) {
+            rc = ngx_http_consent_lookup(r, ctx);
+
+            if (rc == NGX_AGAIN) {
+                ctx->state = NGX_HTTP_CONSENT_WAITING;
+                return NGX_AGAIN;
+            }
+
+            if (rc != NGX_OK) {
+                ctx->outcome = consent::LookupOutcome::failure;
+            }
+        }
+
+        ctx->state = NGX_HTTP_CONSENT_LOOKED;
+    }
+
+    switch (ctx->state) {
+
+    case NGX_HTTP_CONSENT_WAITING:
+        return NGX_AGAIN;
+
+    case NGX_HTTP_CONSENT_DECIDED:
+        return NGX_DECLINED;
+
+    default: /* NGX_HTTP_CONSENT_LOOKED */
+        break;
+    }
+
+    clcf = ctx->conf;
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+
+    ngx_http_consent_decide(r, ctx, cmcf, clcf);
+
+    if (ngx_http_consent_rewrite(r, ctx, clcf, &args) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->state = NGX_HTTP_CONSENT_DECIDED;
+    ngx_http_consent_count_request(r, ctx);
+
+    if (clcf->token_redirect && ctx->has_token_arg && !clcf->dry_run
+        && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
+    {
+        return ngx_http_consent_redirect(r, &args);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* Finds and opens the PURL token and the UID cookie; sets the subject. */
+static void
+ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
+    ngx_http_consent_main_conf_t *cmcf, ngx_http_consent_loc_conf_t *clcf)
+{
+    long                   n;
+    ngx_uint_t             i;
+    ngx_list_part_t       *part;
+    ngx_table_elt_t       *h;
+    std::string_view       raw, value;
+    consent::TokenHeader   hdr;
+    consent::TokenClaims   uid_claims;
+    char                   decoded[3 * consent::kMaxTokenText];
+
+    const uint64_t now = (uint64_t) ngx_time();
+
+    ctx->purl_status = consent::TokenStatus::none;
+    ctx->uid_status = consent::TokenStatus::none;
+
+    if (r->args.len
+        && consent::find_query_arg(ngx_http_consent_sv(&r->args),
+                                   ngx_http_consent_sv(&clcf->token_arg), &raw))
+    {
+        ctx->has_token_arg = 1;
+
+        /* a token is base64url, but a mail client may percent-encode it */
+        n = consent::percent_decode(raw, decoded, sizeof(decoded));
+
+        ctx->purl_status = (n < 0)
+            ? consent::TokenStatus::invalid
+            : consent::open_token(std::string_view(decoded, (size_t) n),
+                                  consent::ExpectKind::purl, *cmcf->keys, now,
+                                  &hdr, &ctx->claims);
+
+        if (ctx->purl_status == consent::TokenStatus::valid) {
+            ctx->subject_from_purl = 1;
+
+        } else {
+            ctx->claims.subject_len = 0;
+        }
+    }
+
+    if (clcf->uid.name.empty()) {
+        return;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = (ngx_table_elt_t *) part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = (ngx_table_elt_t *) part->elts;
+            i = 0;
+        }
+
+        if (!ngx_http_consent_is_header(&h[i], "Cookie", 6)
+            || !consent::find_cookie(ngx_http_consent_sv(&h[i].value),
+                                     clcf->uid.name, &value))
+        {
+            continue;
+        }
+
+        ctx->carried_uid = 1;
+        ctx->uid_status = consent::open_token(value, consent::ExpectKind::uid,
+                                              *cmcf->keys, now, &hdr,
+                                              &uid_claims);
+        break;
+    }
+
+    if (ctx->uid_status != consent::TokenStatus::valid) {
+        return;
+    }
+
+    if (ctx->subject_from_purl) {
+        ctx->carried_valid_same =
+            ctx->claims.subject_view() == uid_claims.subject_view();
+
+    } else {
+        ctx->claims = uid_claims;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_consent_sec_gpc(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = (ngx_table_elt_t *) part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = (ngx_table_elt_t *) part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_consent_is_header(&h[i], "Sec-GPC", 7)) {
+            return h[i].value.len == 1 && h[i].value.data[0] == '1';
+        }
+    }
+}
+
+
+static void
+ngx_http_consent_decide(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
+    ngx_http_consent_main_conf_t *cmcf, ngx_http_consent_loc_conf_t *clcf)
+{
+    consent::UidFacts       facts;
+    consent::DecisionInput  in;
+
+    in.declared = cmcf->declared;
+    in.defaults = cmcf->defaults;
+    in.gpc = cmcf->gpc;
+    in.sec_gpc = cmcf->gpc && ngx_http_consent_sec_gpc(r);
+    in.has_subject = ngx_http_consent_has_subject(ctx);
+    in.outcome = ctx->outcome;
+    in.record_source = ctx->record_source;
+    in.record = &ctx->record;
+    in.failure_uses_defaults = false;
+    in.now = (uint64_t) ngx_time();
+
+    ctx->decision = consent::decide(in);
+
+    ctx->uid_action = consent::UidAction::none;
+
+    if (!clcf->uid.name.empty() && !clcf->dry_run) {
+        facts.subject_from_purl = ctx->subject_from_purl;
+        facts.erased = ctx->decision.erased;
+        facts.purpose_granted = clcf->uid_purpose < 0
+            || (ctx->decision.granted
+                & consent::purpose_bit((unsigned) clcf->uid_purpose));
+        facts.carried_cookie = ctx->carried_uid;
+        facts.carried_valid_same = ctx->carried_valid_same;
+
+        ctx->uid_action = consent::uid_action(facts);
+    }
+}
+
+
+/*
+ * Removes the token argument, the UID cookie and what the decision does not
+ * allow; fills $consent_stripped. With consent_dry_run only the list is
+ * made, and the request is left as it came (but for the token in the
+ * request line that error logs print, see ngx_http_consent_set_uri).
+ */
+static ngx_int_t
+ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
+    ngx_http_consent_loc_conf_t *clcf, ngx_str_t *new_args)
+{
+    size_t                  cap;
+    ngx_uint_t              i;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h;
+    consent::QueryRewrite   qr;
+    consent::StripPolicy    policy;
+
+    /* every listed name is at most its own bytes and a comma */
+    cap = r->args.len + 1;
+
+    part = &r->headers_in.headers.part;
+    h = (ngx_table_elt_t *) part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = (ngx_table_elt_t *) part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_consent_is_header(&h[i], "Cookie", 6)) {
+            cap += h[i].value.len + 1;
+        }
+    }
+
+    u_char *list = (u_char *) ngx_pnalloc(r->pool, cap);
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    consent::NameList  names((char *) list, cap);
+
+    *new_args = r->args;
+
+    if (r->args.len) {
+        u_char *out = (u_char *) ngx_pnalloc(r->pool, r->args.len);
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
+
+        policy.always = ngx_http_consent_sv(&clcf->token_arg);
+        policy.rules = clcf->strip_args;
+        policy.granted = ctx->decision.granted;
+
+        qr = consent::rewrite_query(ngx_http_consent_sv(&r->args), policy,
+                                    (char *) out, &names);
+        ctx->stripped_args = qr.removed;
+
+        if (qr.removed) {
+            new_args->data = out;
+            new_args->len = qr.len;
+        }
+
+        if (qr.removed && !clcf->dry_run) {
+            if (ngx_http_consent_set_uri(r, new_args, 0) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+        } else if (ctx->has_token_arg) {
+            /* dry run: keep the token out of the error log all the same */
+            consent::StripPolicy  token_only;
+
+            u_char *line = (u_char *) ngx_pnalloc(r->pool, r->args.len);
+            if (line == NULL) {
+                return NGX_ERROR;
+            }
+
+            token_only.always = policy.always;
+            qr = consent::rewrite_query(ngx_http_consent_sv(&r->args),
+                                        token_only, (char *) line, NULL);
+
+            ngx_str_t  logged = { qr.len, line };
+
+            if (ngx_http_consent_set_uri(r, &logged, 1) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (ngx_http_consent_rewrite_cookies(r, ctx, clcf, &names) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->stripped.data = list;
+    ctx->stripped.len = names.view().size();
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
+    consent::NameList *names)
+{
+    ngx_uint_t              i;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h;
+    consent::StripPolicy    policy;
+    consent::CookieRewrite  cr;
+
+    if (clcf->uid.name.empty() && clcf->strip_cookies == NULL) {
+        return NGX_OK;
+    }
+
+    policy.always = clcf->uid.name;
+    policy.rules = clcf->strip_cookies;
+    policy.granted = ctx->decision.granted;
+
+    part = &r->headers_in.headers.part;
+    h = (ngx_table_elt_t *) part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = (ngx_table_elt_t *) part->elts;
+            i = 0;
+        }
+
+        if (!ngx_http_consent_is_header(&h[i], "Cookie", 6)) {
+            continue;
+        }
+
+        /* "; " joins can make the kept pairs longer than they came */
+        u_char *out = (u_char *) ngx_pnalloc(r->pool,
+                          consent::cookie_rewrite_max_len(h[i].value.len) + 1);
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
+
+        cr = consent::rewrite_cookie_header(ngx_http_consent_sv(&h[i].value),
+                                            policy, (char *) out, names);
+
+        if (cr.removed == 0 || clcf->dry_run) {
+            continue;
+        }
+
+        ctx->stripped_cookies += cr.removed;
+
+        if (cr.kept == 0) {
+            ngx_table_elt_t *before = (ngx_table_elt_t *) part->elts;
+
+            ngx_http_consent_remove_header(r, &r->headers_in.headers, &h[i]);
+
+            if (part->elts != before) {
+                /* the part now starts one element later: stay in place */
+                h = (ngx_table_elt_t *) part->elts;
+                i--;
+            }
+
+            continue;
+        }
+
+        out[cr.len] = '\0';
+        h[i].value.data = out;
+        h[i].value.len = cr.len;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Points the request at the rewritten arguments. The raw request target
+ * (r->unparsed_uri) is rebuilt rather than invalidated: proxy_pass without
+ * a URI part forwards it, and rebuilding keeps every byte of the path as
+ * the client sent it, where `set $args` would make nginx re-escape it.
+ * The request line is rebuilt too, so that $request in logs and the
+ * "request:" of error log lines no longer carry the token.
+ */
+static ngx_int_t
+ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_str_t *args,
+    ngx_uint_t request_line_only)
+{
+    u_char     *p, *q;
+    size_t      path_len, uri_len;
+    ngx_str_t   uri;
+
+    q = (u_char *) ngx_strlchr(r->unparsed_uri.data,
+                               r->unparsed_uri.data + r->unparsed_uri.len, '?');
+    path_len = q ? (size_t) (q - r->unparsed_uri.data) : r->unparsed_uri.len;
+    uri_len = path_len + (args->len ? 1 + args->len : 0);
+
+    p = (u_char *) ngx_pnalloc(r->pool, uri_len + r->method_name.len
+                                        + r->http_protocol.len + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* one buffer: "METHOD SP uri [SP protocol]", the uri shared by both */
+    u_char *line = p;
+
+    p = ngx_cpymem(p, r->method_name.data, r->method_name.len);
+    *p++ = ' ';
+
+    uri.data = p;
+    p = ngx_cpymem(p, r->unparsed_uri.data, path_len);
+
+    if (args->len) {
+        *p++ = '?';
+        u_char *a = p;
+        p = ngx_cpymem(p, args->data, args->len);
+
+        if (!request_line_only) {
+            r->args.data = a;
+            r->args.len = args->len;
+        }
+
+    } else if (!request_line_only) {
+        r->args.len = 0;
+        r->args.data = NULL;
+    }
+
+    uri.len = p - uri.data;
+
+    if (r->http_protocol.len) {
+        *p++ = ' ';
+        p = ngx_cpymem(p, r->http_protocol.data, r->http_protocol.len);
+    }
+
+    r->request_line.data = line;
+    r->request_line.len = p - line;
+
+    if (!request_line_only) {
+        r->unparsed_uri = uri;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
+{
+    u_char           *p, *q;
+    size_t            path_len;
+    ngx_table_elt_t  *location;
+
+    /* r->unparsed_uri is the rewritten target, its path as the client sent it */
+    q = (u_char *) ngx_strlchr(r->unparsed_uri.data,
+                               r->unparsed_uri.data + r->unparsed_uri.len, '?');
+    path_len = q ? (size_t) (q - r->unparsed_uri.data) : r->unparsed_uri.len;
+
+    location = (ngx_table_elt_t *) ngx_list_push(&r->headers_out.headers);
+    if (location == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = (u_char *) ngx_pnalloc(r->pool, path_len + 1 + args->len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    location->value.data = p;
+    p = ngx_cpymem(p, r->unparsed_uri.data, path_len);
+
+    if (args->len) {
+        *p++ = '?';
+        p = ngx_cpymem(p, args->data, args->len);
+    }
+
+    location->value.len = p - location->value.data;
+    location->hash = 1;
+    ngx_str_set(&location->key, "Location");
+#if (nginx_version >= 1023000)
+    location->next = NULL;
+#endif
+
+    ngx_http_clear_location(r);
+    r->headers_out.location = location;
+
+    ngx_http_consent_count_redirect(r);
+
+    return NGX_HTTP_MOVED_TEMPORARILY;
+}
+
+
+/*
+ * Removes a request header without moving any element of the list:
+ * headers_in keeps pointers into it (host, user_agent, ...). The part that
+ * holds the header is split around it instead. A tail split off the last
+ * part must not become the list's last part, since ngx_list_push() would
+ * then write past its array; a fresh part takes that role.
+ */
+static void
+ngx_http_consent_remove_header(ngx_http_request_t *r, ngx_list_t *list,
+    ngx_table_elt_t *h)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part, *tail, *fresh;
+    ngx_table_elt_t  *elts;
+
+    for (part = &list->part; part; part = part->next) {
+        elts = (ngx_table_elt_t *) part->elts;
+
+        if (h >= elts && h < elts + part->nelts) {
+            break;
+        }
+    }
+
+    if (part == NULL) {
+        return;
+    }
+
+    i = h - elts;
+
+    if (i == part->nelts - 1) {
+        part->nelts--;
+
+    } else if (i == 0 && part != list->last) {
+        part->elts = elts + 1;
+        part->nelts--;
+
+    } else {
+        tail = (ngx_list_part_t *) ngx_palloc(r->pool, sizeof(ngx_list_part_t));
+        fresh = (part == list->last)
+                    ? (ngx_list_part_t *) ngx_palloc(r->pool,
+                                                     sizeof(ngx_list_part_t))
+                    : NULL;
+        void *fresh_elts = fresh ? ngx_palloc(r->pool, list->nalloc * list->size)
+                                 : NULL;
+
+        if (tail == NULL || (part == list->last && fresh_elts == NULL)) {
+            /* cannot split: blank the value, the header stays harmless */
+            h->value.len = 0;
+            return;
+        }
+
+        tail->elts = elts + i + 1;
+        tail->nelts = part->nelts - i - 1;
+        tail->next = part->next;
+
+        part->nelts = i;
+        part->next = tail;
+
+        if (fresh) {
+            fresh->elts = fresh_elts;
+            fresh->nelts = 0;
+            fresh->next = NULL;
+            tail->next = fresh;
+            list->last = fresh;
+        }
+    }
+
+    /* and from the Cookie index nginx keeps beside the list */
+
+#if (nginx_version >= 1023000)
+    ngx_table_elt_t  **pp;
+
+    for (pp = &r->headers_in.cookie; *pp; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    }
+#else
+    ngx_table_elt_t  **cookies;
+
+    cookies = (ngx_table_elt_t **) r->headers_in.cookies.elts;
+
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        if (cookies[i] == h) {
+            ngx_memmove(&cookies[i], &cookies[i + 1],
+                        (r->headers_in.cookies.nelts - i - 1)
+                        * sizeof(ngx_table_elt_t *));
+            r->headers_in.cookies.nelts--;
+            break;
+        }
+    }
+#endif
+}

@@ -1,0 +1,146 @@
+/*
+ * Shared declarations of the nginx glue: configuration, the per-request
+ * context, and the entry points each file of ngx_module/ offers the others.
+ *
+ * One way through a request: the preaccess handler (handler.cpp) extracts
+ * the token and cookie, opens them, looks the subject up (lookup.cpp),
+ * decides and rewrites (policy/); variables.cpp reads the context; the
+ * header filter (filter.cpp) applies the decision to the response;
+ * status.cpp counts.
+ */
+
+#ifndef NGX_HTTP_CONSENT_MODULE_H_INCLUDED_
+#define NGX_HTTP_CONSENT_MODULE_H_INCLUDED_
+
+#include "ngx_module/ngx_http_consent_nginx.h"
+
+#include "crypto/keyring.h"
+#include "crypto/pseudonym.h"
+#include "crypto/token.h"
+#include "policy/purposes.h"
+#include "policy/strip_rules.h"
+#include "policy/uid_cookie.h"
+
+
+extern "C" ngx_module_t  ngx_http_consent_module;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_flag_t                   granted;      /* default */
+    ngx_flag_t                   gpc;
+} ngx_http_consent_purpose_t;
+
+
+typedef struct ngx_http_consent_stats_s  ngx_http_consent_stats_t;
+
+
+typedef struct {
+    /* Owned; freed (and wiped) by cleanups on the configuration pool, so a
+     * reload that drops the old cycle also drops its keys. */
+    consent::KeyRing            *keys;
+    consent::PseudonymKey       *pseudonym_key;
+
+    ngx_array_t                  purposes;     /* ngx_http_consent_purpose_t */
+    consent::PurposeMask         declared;
+    consent::PurposeMask         defaults;
+    consent::PurposeMask         gpc;
+
+    ngx_shm_zone_t              *stats_zone;
+
+    /* where `consent on` first appeared, to name it in errors */
+    ngx_str_t                    enabled_file;
+    ngx_uint_t                   enabled_line;
+} ngx_http_consent_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                   enable;
+    ngx_flag_t                   dry_run;
+    ngx_flag_t                   token_redirect;
+    ngx_str_t                    token_arg;
+
+    /* consent_uid_cookie: uid.name.len == 0 when none is configured */
+    consent::UidCookieAttrs      uid;
+    ngx_int_t                    uid_purpose;  /* -1: none */
+    ngx_uint_t                   uid_set;      /* the directive appeared here */
+
+    /* consent_strip_args / consent_strip_cookies; inherited as a whole
+     * when a level has none, like proxy_set_header */
+    consent::StripRules         *strip_args;
+    consent::StripRules         *strip_cookies;
+} ngx_http_consent_loc_conf_t;
+
+
+/* Per request; survives internal redirects (see ngx_http_consent_get_ctx). */
+typedef struct {
+    ngx_http_consent_loc_conf_t *conf;         /* where the decision was made */
+
+    unsigned                     state:2;      /* NGX_HTTP_CONSENT_* below */
+    unsigned                     has_token_arg:1;
+    unsigned                     subject_from_purl:1;
+    unsigned                     carried_uid:1;
+    unsigned                     carried_valid_same:1;
+    unsigned                     header_done:1;
+
+    consent::TokenStatus         purl_status;
+    consent::TokenStatus         uid_status;
+
+    /* the lookup step's answer */
+    consent::LookupOutcome       outcome;
+    consent::Source              record_source;
+    consent::Record              record;
+
+    consent::Decision            decision;
+    consent::UidAction           uid_action;
+
+    consent::TokenClaims         claims;       /* of the token that gave the subject */
+    u_char                       pseudonym[consent::kPseudonymHex];
+
+    ngx_str_t                    stripped;
+    ngx_uint_t                   stripped_args;
+    ngx_uint_t                   stripped_cookies;
+} ngx_http_consent_ctx_t;
+
+#define NGX_HTTP_CONSENT_START    0
+#define NGX_HTTP_CONSENT_WAITING  1
+#define NGX_HTTP_CONSENT_LOOKED   2
+#define NGX_HTTP_CONSENT_DECIDED  3
+
+#define ngx_http_consent_has_subject(ctx)                                     \
+    ((ctx)->claims.subject_len != 0)
+
+
+/* module.cpp */
+ngx_http_consent_ctx_t *ngx_http_consent_get_ctx(ngx_http_request_t *r);
+ngx_http_consent_ctx_t *ngx_http_consent_create_ctx(ngx_http_request_t *r);
+
+/* handler.cpp */
+ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
+
+/* lookup.cpp */
+ngx_int_t ngx_http_consent_lookup(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx);
+
+/* filter.cpp */
+ngx_int_t ngx_http_consent_filter_init(ngx_conf_t *cf);
+
+/* variables.cpp */
+ngx_int_t ngx_http_consent_add_variables(ngx_conf_t *cf);
+
+/* status.cpp */
+ngx_int_t ngx_http_consent_stats_init_conf(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf);
+char *ngx_http_consent_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_consent_count_request(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx);
+void ngx_http_consent_count_set_cookies(ngx_http_request_t *r,
+    ngx_uint_t removed);
+void ngx_http_consent_count_uid(ngx_http_request_t *r,
+    consent::UidAction action);
+void ngx_http_consent_count_redirect(ngx_http_request_t *r);
+
+/* conf.cpp */
+extern ngx_command_t  ngx_http_consent_commands[];
+
+#endif /* NGX_HTTP_CONSENT_MODULE_H_INCLUDED_ */

@@ -1,0 +1,330 @@
+/*
+ * Counters in shared memory, summed across workers by construction (one
+ * set of atomics for the whole instance), and the consent_status handler
+ * that exposes them in Prometheus text format. The zone is reused across
+ * reloads, so counters only ever grow while nginx runs.
+ */
+
+#include "ngx_module/ngx_http_consent_module.h"
+
+
+#define NGX_HTTP_CONSENT_TOKEN_SOURCES   2   /* purl, uid */
+#define NGX_HTTP_CONSENT_TOKEN_STATUSES  5   /* consent::TokenStatus */
+
+
+struct ngx_http_consent_stats_s {
+    uint32_t       purposes_crc;      /* which purposes decisions[] counts */
+
+    ngx_atomic_t   requests;
+    ngx_atomic_t   tokens[NGX_HTTP_CONSENT_TOKEN_SOURCES]
+                         [NGX_HTTP_CONSENT_TOKEN_STATUSES];
+    ngx_atomic_t   decisions[consent::kMaxPurposes][2];   /* denied, granted */
+    ngx_atomic_t   stripped_args;
+    ngx_atomic_t   stripped_cookies;
+    ngx_atomic_t   stripped_set_cookies;
+    ngx_atomic_t   redirects;
+    ngx_atomic_t   uid[3];                                 /* consent::UidAction */
+};
+
+
+static ngx_str_t  ngx_http_consent_stats_zone_name =
+    ngx_string("ngx_http_consent_status");
+
+
+static uint32_t
+ngx_http_consent_purposes_crc(ngx_http_consent_main_conf_t *cmcf)
+{
+    uint32_t                     crc;
+    ngx_uint_t                   i;
+    ngx_http_consent_purpose_t  *p;
+
+    p = (ngx_http_consent_purpose_t *) cmcf->purposes.elts;
+
+    ngx_crc32_init(crc);
+
+    for (i = 0; i < cmcf->purposes.nelts; i++) {
+        ngx_crc32_update(&crc, p[i].name.data, p[i].name.len);
+        ngx_crc32_update(&crc, (u_char *) ",", 1);
+    }
+
+    ngx_crc32_final(crc);
+
+    return crc;
+}
+
+
+static ngx_int_t
+ngx_http_consent_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t               *shpool;
+    ngx_http_consent_stats_t      *stats;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = (ngx_http_consent_main_conf_t *) shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data) {
+        /* a reload: keep counting in the old counters */
+        stats = (ngx_http_consent_stats_t *) data;
+
+    } else if (shm_zone->shm.exists) {
+        stats = (ngx_http_consent_stats_t *) shpool->data;
+
+    } else {
+        stats = (ngx_http_consent_stats_t *)
+                    ngx_slab_calloc(shpool, sizeof(ngx_http_consent_stats_t));
+        if (stats == NULL) {
+            return NGX_ERROR;
+        }
+
+        shpool->data = stats;
+    }
+
+    /* decisions are counted by purpose index: restart them if it changed */
+    uint32_t crc = ngx_http_consent_purposes_crc(cmcf);
+
+    if (stats->purposes_crc != crc) {
+        ngx_memzero((void *) stats->decisions, sizeof(stats->decisions));
+        stats->purposes_crc = crc;
+    }
+
+    shm_zone->data = stats;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_consent_stats_init_conf(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf)
+{
+    ngx_shm_zone_t  *zone;
+
+    zone = ngx_shared_memory_add(cf, &ngx_http_consent_stats_zone_name,
+                                 8 * ngx_pagesize, &ngx_http_consent_module);
+    if (zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->init = ngx_http_consent_stats_init_zone;
+    zone->data = cmcf;
+    zone->noreuse = 0;
+
+    cmcf->stats_zone = zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_consent_stats_t *
+ngx_http_consent_stats(ngx_http_request_t *r)
+{
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+
+    return (ngx_http_consent_stats_t *) cmcf->stats_zone->data;
+}
+
+
+void
+ngx_http_consent_count_request(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx)
+{
+    ngx_uint_t                     i;
+    ngx_http_consent_stats_t      *st;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    st = ngx_http_consent_stats(r);
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+
+    ngx_atomic_fetch_add(&st->requests, 1);
+
+    if (ctx->has_token_arg) {
+        ngx_atomic_fetch_add(&st->tokens[0][(int) ctx->purl_status], 1);
+    }
+
+    if (ctx->carried_uid) {
+        ngx_atomic_fetch_add(&st->tokens[1][(int) ctx->uid_status], 1);
+    }
+
+    for (i = 0; i < cmcf->purposes.nelts; i++) {
+        ngx_atomic_fetch_add(
+            &st->decisions[i][(ctx->decision.granted & consent::purpose_bit(i))
+                              ? 1 : 0], 1);
+    }
+
+    if (!ctx->conf->dry_run) {
+        ngx_atomic_fetch_add(&st->stripped_args, ctx->stripped_args);
+        ngx_atomic_fetch_add(&st->stripped_cookies, ctx->stripped_cookies);
+    }
+}
+
+
+void
+ngx_http_consent_count_set_cookies(ngx_http_request_t *r, ngx_uint_t removed)
+{
+    if (removed) {
+        ngx_atomic_fetch_add(&ngx_http_consent_stats(r)->stripped_set_cookies,
+                             removed);
+    }
+}
+
+
+void
+ngx_http_consent_count_uid(ngx_http_request_t *r, consent::UidAction action)
+{
+    ngx_atomic_fetch_add(&ngx_http_consent_stats(r)->uid[(int) action], 1);
+}
+
+
+void
+ngx_http_consent_count_redirect(ngx_http_request_t *r)
+{
+    ngx_atomic_fetch_add(&ngx_http_consent_stats(r)->redirects, 1);
+}
+
+
+/* ---- consent_status: Prometheus text exposition ---- */
+
+static const char *ngx_http_consent_token_sources[] = { "purl", "uid" };
+
+
+static u_char *
+ngx_http_consent_metric_head(u_char *p, const char *name, const char *help)
+{
+    return ngx_sprintf(p, "# HELP %s %s\n# TYPE %s counter\n", name, help,
+                       name);
+}
+
+
+static ngx_int_t
+ngx_http_consent_status_handler(ngx_http_request_t *r)
+{
+    size_t                         size;
+    u_char                        *p;
+    ngx_int_t                      rc;
+    ngx_buf_t                     *b;
+    ngx_uint_t                     i, j;
+    ngx_chain_t                    out;
+    ngx_http_consent_stats_t      *st;
+    ngx_http_consent_purpose_t    *purpose;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+    st = (ngx_http_consent_stats_t *) cmcf->stats_zone->data;
+    purpose = (ngx_http_consent_purpose_t *) cmcf->purposes.elts;
+
+    /* generous: fixed text, plus one line per label set */
+    size = 4096 + cmcf->purposes.nelts * 2 * (128 + NGX_ATOMIC_T_LEN);
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+
+    p = ngx_http_consent_metric_head(p, "consent_requests_total",
+                                     "Main requests the module decided.");
+    p = ngx_sprintf(p, "consent_requests_total %uA\n", st->requests);
+
+    p = ngx_http_consent_metric_head(p, "consent_tokens_total",
+                                     "Tokens seen, by where they came from "
+                                     "(purl argument or uid cookie) and "
+                                     "status.");
+    for (i = 0; i < NGX_HTTP_CONSENT_TOKEN_SOURCES; i++) {
+        for (j = 1; j < NGX_HTTP_CONSENT_TOKEN_STATUSES; j++) {
+            p = ngx_sprintf(p, "consent_tokens_total{source=\"%s\","
+                            "status=\"%s\"} %uA\n",
+                            ngx_http_consent_token_sources[i],
+                            consent::token_status_name(
+                                (consent::TokenStatus) j),
+                            st->tokens[i][j]);
+        }
+    }
+
+    p = ngx_http_consent_metric_head(p, "consent_decisions_total",
+                                     "Decisions by purpose and result.");
+    for (i = 0; i < cmcf->purposes.nelts; i++) {
+        p = ngx_sprintf(p, "consent_decisions_total{purpose=\"%V\","
+                        "result=\"granted\"} %uA\n"
+                        "consent_decisions_total{purpose=\"%V\","
+                        "result=\"denied\"} %uA\n",
+                        &purpose[i].name, st->decisions[i][1],
+                        &purpose[i].name, st->decisions[i][0]);
+    }
+
+    p = ngx_http_consent_metric_head(p, "consent_stripped_args_total",
+                                     "Query arguments removed, the token "
+                                     "argument included.");
+    p = ngx_sprintf(p, "consent_stripped_args_total %uA\n",
+                    st->stripped_args);
+
+    p = ngx_http_consent_metric_head(p, "consent_stripped_cookies_total",
+                                     "Request cookies removed, the UID "
+                                     "cookie included.");
+    p = ngx_sprintf(p, "consent_stripped_cookies_total %uA\n",
+                    st->stripped_cookies);
+
+    p = ngx_http_consent_metric_head(p, "consent_stripped_set_cookies_total",
+                                     "Upstream Set-Cookie headers dropped.");
+    p = ngx_sprintf(p, "consent_stripped_set_cookies_total %uA\n",
+                    st->stripped_set_cookies);
+
+    p = ngx_http_consent_metric_head(p, "consent_redirects_total",
+                                     "Token redirects answered.");
+    p = ngx_sprintf(p, "consent_redirects_total %uA\n", st->redirects);
+
+    p = ngx_http_consent_metric_head(p, "consent_uid_cookies_total",
+                                     "UID cookies set and cleared.");
+    p = ngx_sprintf(p, "consent_uid_cookies_total{action=\"set\"} %uA\n"
+                    "consent_uid_cookies_total{action=\"clear\"} %uA\n",
+                    st->uid[(int) consent::UidAction::set],
+                    st->uid[(int) consent::UidAction::clear]);
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = sizeof("text/plain") - 1;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+char *
+ngx_http_consent_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = (ngx_http_core_loc_conf_t *)
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_consent_status_handler;
+
+    return NGX_CONF_OK;
+}

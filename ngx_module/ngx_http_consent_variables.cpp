@@ -1,0 +1,251 @@
+/*
+ * $consent_* variables. They read the decision the handler made, so they
+ * have values from the preaccess phase on (proxy_set_header, add_header,
+ * log_format); before that, or where consent is off, they are empty.
+ * They are not cacheable, so a look before the decision is not kept.
+ */
+
+#include "ngx_module/ngx_http_consent_module.h"
+
+
+enum {
+    NGX_HTTP_CONSENT_VAR_TOKEN_STATUS,
+    NGX_HTTP_CONSENT_VAR_SUBJECT,
+    NGX_HTTP_CONSENT_VAR_SUBJECT_ID,
+    NGX_HTTP_CONSENT_VAR_CAMPAIGN,
+    NGX_HTTP_CONSENT_VAR_PURPOSES,
+    NGX_HTTP_CONSENT_VAR_SOURCE,
+    NGX_HTTP_CONSENT_VAR_VERSION,
+    NGX_HTTP_CONSENT_VAR_STRIPPED
+};
+
+
+static ngx_int_t ngx_http_consent_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_consent_purpose_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+#define NGX_HTTP_CONSENT_VAR_FLAGS  NGX_HTTP_VAR_NOCACHEABLE
+
+static ngx_http_variable_t  ngx_http_consent_vars[] = {
+
+    { ngx_string("consent_token_status"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_TOKEN_STATUS, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_subject"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_SUBJECT, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_subject_id"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_SUBJECT_ID, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_campaign"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_CAMPAIGN, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_purposes"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_PURPOSES, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_source"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_SOURCE, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_version"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_VERSION, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_stripped"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_STRIPPED, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_purpose_"), NULL,
+      ngx_http_consent_purpose_variable, 0,
+      NGX_HTTP_VAR_PREFIX|NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_consent_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_consent_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_consent_set(ngx_http_variable_value_t *v, const u_char *data,
+    size_t len)
+{
+    v->data = (u_char *) data;
+    v->len = len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+}
+
+
+static ngx_http_consent_ctx_t *
+ngx_http_consent_decided_ctx(ngx_http_request_t *r)
+{
+    ngx_http_consent_ctx_t  *ctx;
+
+    ctx = ngx_http_consent_get_ctx(r);
+
+    return (ctx && ctx->state == NGX_HTTP_CONSENT_DECIDED) ? ctx : NULL;
+}
+
+
+static ngx_int_t
+ngx_http_consent_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char                        *p;
+    const char                    *s;
+    ngx_uint_t                     i;
+    ngx_http_consent_ctx_t        *ctx;
+    ngx_http_consent_purpose_t    *purpose;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    ctx = ngx_http_consent_decided_ctx(r);
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    /* subject variables stay empty when there is none, or it was erased */
+    bool subject = ngx_http_consent_has_subject(ctx) && !ctx->decision.erased;
+
+    switch (data) {
+
+    case NGX_HTTP_CONSENT_VAR_TOKEN_STATUS:
+        s = consent::token_status_name(ctx->has_token_arg ? ctx->purl_status
+                                       : ctx->carried_uid ? ctx->uid_status
+                                       : consent::TokenStatus::none);
+        ngx_http_consent_set(v, (const u_char *) s, ngx_strlen(s));
+        return NGX_OK;
+
+    case NGX_HTTP_CONSENT_VAR_SUBJECT:
+        if (!subject) {
+            ngx_http_consent_set(v, NULL, 0);
+            return NGX_OK;
+        }
+
+        if (ctx->pseudonym[0] == '\0') {
+            cmcf = (ngx_http_consent_main_conf_t *)
+                       ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+            cmcf->pseudonym_key->pseudonym(ctx->claims.subject_view(),
+                                           (char *) ctx->pseudonym);
+        }
+
+        ngx_http_consent_set(v, ctx->pseudonym, consent::kPseudonymHex);
+        return NGX_OK;
+
+    case NGX_HTTP_CONSENT_VAR_SUBJECT_ID:
+        ngx_http_consent_set(v, (const u_char *) ctx->claims.subject,
+                             subject ? ctx->claims.subject_len : 0);
+        return NGX_OK;
+
+    case NGX_HTTP_CONSENT_VAR_CAMPAIGN:
+        ngx_http_consent_set(v, (const u_char *) ctx->claims.campaign,
+                             ctx->subject_from_purl ? ctx->claims.campaign_len
+                                                    : 0);
+        return NGX_OK;
+
+    case NGX_HTTP_CONSENT_VAR_PURPOSES:
+        cmcf = (ngx_http_consent_main_conf_t *)
+                   ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+        purpose = (ngx_http_consent_purpose_t *) cmcf->purposes.elts;
+
+        p = (u_char *) ngx_pnalloc(r->pool, cmcf->purposes.nelts * 65);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->data = p;
+
+        for (i = 0; i < cmcf->purposes.nelts; i++) {
+            if (ctx->decision.granted & consent::purpose_bit(i)) {
+                if (p != v->data) {
+                    *p++ = ',';
+                }
+                p = ngx_cpymem(p, purpose[i].name.data, purpose[i].name.len);
+            }
+        }
+
+        ngx_http_consent_set(v, v->data, p - v->data);
+        return NGX_OK;
+
+    case NGX_HTTP_CONSENT_VAR_SOURCE:
+        s = consent::source_name(ctx->decision.source);
+        ngx_http_consent_set(v, (const u_char *) s, ngx_strlen(s));
+        return NGX_OK;
+
+    case NGX_HTTP_CONSENT_VAR_VERSION:
+        if (!ctx->decision.has_version) {
+            ngx_http_consent_set(v, NULL, 0);
+            return NGX_OK;
+        }
+
+        p = (u_char *) ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_consent_set(v, p, ngx_sprintf(p, "%uL", ctx->decision.version)
+                                   - p);
+        return NGX_OK;
+
+    default: /* NGX_HTTP_CONSENT_VAR_STRIPPED */
+        ngx_http_consent_set(v, ctx->stripped.data, ctx->stripped.len);
+        return NGX_OK;
+    }
+}
+
+
+/* $consent_purpose_NAME: "1" or "0"; empty for an undeclared NAME */
+static ngx_int_t
+ngx_http_consent_purpose_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                     *name = (ngx_str_t *) data;
+    ngx_uint_t                     i;
+    ngx_http_consent_ctx_t        *ctx;
+    ngx_http_consent_purpose_t    *purpose;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    static const size_t  prefix = sizeof("consent_purpose_") - 1;
+
+    ctx = ngx_http_consent_decided_ctx(r);
+    if (ctx == NULL || name->len <= prefix) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+    purpose = (ngx_http_consent_purpose_t *) cmcf->purposes.elts;
+
+    for (i = 0; i < cmcf->purposes.nelts; i++) {
+        if (purpose[i].name.len == name->len - prefix
+            && ngx_strncmp(purpose[i].name.data, name->data + prefix,
+                           purpose[i].name.len) == 0)
+        {
+            ngx_http_consent_set(v, (const u_char *)
+                                 ((ctx->decision.granted
+                                   & consent::purpose_bit(i)) ? "1" : "0"), 1);
+            return NGX_OK;
+        }
+    }
+
+    v->not_found = 1;
+    return NGX_OK;
+}

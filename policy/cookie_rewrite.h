@@ -1,0 +1,42 @@
+// Cookie and Set-Cookie headers, as byte ranges.
+//
+// A Cookie header is "name=value; name2=value2". Pairs are split on ';' and
+// leading spaces are skipped. A pair without '=' is taken to be all name
+// (browsers differ here, and for stripping the cautious reading wins).
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "policy/strip_rules.h"
+
+namespace consent {
+
+// The value of the first cookie named `name` (ASCII case-insensitive) in
+// one Cookie header.
+bool find_cookie(std::string_view header, std::string_view name, std::string_view* value) noexcept;
+
+struct CookieRewrite {
+    size_t len = 0;      // bytes written to out
+    size_t removed = 0;  // pairs removed
+    size_t kept = 0;     // pairs kept; 0 means drop the header
+};
+
+// Bytes rewrite_cookie_header may write for a header of `header_len` bytes.
+// Joining with "; " can outgrow a header written without spaces: removing
+// x from "a;b;c;x" gives "a; b; c". Each kept pair of at least one byte
+// comes with at least one ';' of its own, hence at most half again.
+constexpr size_t cookie_rewrite_max_len(size_t header_len) { return header_len + header_len / 2; }
+
+// Writes the header without the pairs `policy` removes into `out`, which
+// must hold cookie_rewrite_max_len(header.size()) bytes. Kept pairs keep
+// their bytes and order and are joined with "; ". Removed names go to
+// `names` if not null.
+CookieRewrite rewrite_cookie_header(std::string_view header, const StripPolicy& policy, char* out,
+                                    NameList* names) noexcept;
+
+// The cookie name of a Set-Cookie header value: the bytes before the first
+// '=' (or ';' when no '=' comes first), without surrounding spaces and tabs.
+std::string_view set_cookie_name(std::string_view value) noexcept;
+
+}  // namespace consent

@@ -1,0 +1,77 @@
+// Which argument and cookie names belong to which purpose.
+//
+//   consent_strip_args    marketing utm_* gclid fbclid;
+//   consent_strip_cookies analysis  _ga _ga_* _gid;
+//
+// A pattern is a name, or a prefix followed by one final '*'. Names compare
+// ASCII case-insensitively, as nginx's own $arg_ and $cookie_ do, so that
+// UTM_SOURCE cannot slip past utm_*.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/purposes.h"
+
+namespace consent {
+
+bool ascii_iequal(std::string_view a, std::string_view b) noexcept;
+
+class StripRules {
+public:
+    // False with *err for an empty pattern, a lone '*' or a '*' that is not last.
+    bool add(unsigned purpose, std::string_view pattern, std::string* err);
+
+    // The purposes that claim `name` (the mask of every matching pattern).
+    PurposeMask owners(std::string_view name) const noexcept;
+
+    bool empty() const { return rules_.empty(); }
+
+private:
+    struct Rule {
+        std::string text;  // without the '*'
+        bool prefix;
+        unsigned purpose;
+    };
+    std::vector<Rule> rules_;
+};
+
+// What to remove from one request: the name that is always removed (the
+// token argument, or the UID cookie), and every name owned by a purpose that
+// is not granted.
+struct StripPolicy {
+    std::string_view always;           // may be empty
+    const StripRules* rules = nullptr; // may be null
+    PurposeMask granted = 0;
+
+    bool removes(std::string_view name) const noexcept {
+        if (!always.empty() && ascii_iequal(name, always)) return true;
+        return rules && (rules->owners(name) & ~granted) != 0;
+    }
+};
+
+// $consent_stripped: names, comma-separated, each once, in a buffer the
+// caller provides (from the request pool). A name that could harm a header
+// it is copied into (control bytes, ',', ';', space, non-ASCII) is not
+// listed as is: the caller passes the raw, still percent-encoded form.
+class NameList {
+public:
+    NameList(char* buf, size_t cap) : buf_(buf), cap_(cap) {}
+    // Adds `name` unless already listed; silently drops it when out of room.
+    void add(std::string_view name) noexcept;
+    std::string_view view() const { return {buf_, len_}; }
+    size_t count() const { return count_; }
+
+private:
+    char* buf_;
+    size_t cap_;
+    size_t len_ = 0;
+    size_t count_ = 0;
+};
+
+// True when every byte of `name` is printable ASCII other than ',', ';' and
+// space: safe to list in $consent_stripped.
+bool listable_name(std::string_view name) noexcept;
+
+}  // namespace consent
