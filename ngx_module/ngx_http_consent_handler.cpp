@@ -604,20 +604,30 @@ ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
 
 /*
  * Removes a request header without moving any element of the list:
- * headers_in keeps pointers into it (host, user_agent, ...). The part that
- * holds the header is split around it instead. A tail split off the last
- * part must not become the list's last part, since ngx_list_push() would
- * then write past its array; a fresh part takes that role.
+ * headers_in keeps pointers into it (host, user_agent, ...). Instead the
+ * part descriptors change around the header. Two invariants of nginx's
+ * lists must survive, or list walkers and ngx_list_push() go wrong:
+ *
+ *  - no part but the first is ever empty: the walking idiom reads element 0
+ *    of the next part without checking its count;
+ *  - the last part must not accept pushes beyond its own storage: after a
+ *    change it is marked full (l->nalloc = its count), so the next push
+ *    allocates a new part.
+ *
+ * On the one allocation failure possible, the header's value is blanked
+ * instead: the cookies are gone either way.
  */
 static void
 ngx_http_consent_remove_header(ngx_http_request_t *r, ngx_list_t *list,
     ngx_table_elt_t *h)
 {
     ngx_uint_t        i;
-    ngx_list_part_t  *part, *tail, *fresh;
+    ngx_list_part_t  *part, *prev, *tail;
     ngx_table_elt_t  *elts;
 
-    for (part = &list->part; part; part = part->next) {
+    prev = NULL;
+
+    for (part = &list->part; part; prev = part, part = part->next) {
         elts = (ngx_table_elt_t *) part->elts;
 
         if (h >= elts && h < elts + part->nelts) {
@@ -631,24 +641,50 @@ ngx_http_consent_remove_header(ngx_http_request_t *r, ngx_list_t *list,
 
     i = h - elts;
 
-    if (i == part->nelts - 1) {
-        part->nelts--;
+    if (part->nelts == 1) {
 
-    } else if (i == 0 && part != list->last) {
+        if (prev == NULL && part->next) {
+            /* the first part is embedded in the list: pull the next in */
+            if (list->last == part->next) {
+                list->last = part;
+            }
+            *part = *part->next;
+
+        } else if (prev == NULL) {
+            /* the only part: give it fresh storage, nothing to preserve */
+            void *fresh = ngx_palloc(r->pool, list->nalloc * list->size);
+            if (fresh == NULL) {
+                h->value.len = 0;
+                return;
+            }
+            part->elts = fresh;
+            part->nelts = 0;
+
+        } else {
+            prev->next = part->next;
+            if (list->last == part) {
+                list->last = prev;
+                list->nalloc = prev->nelts;
+            }
+            part->nelts = 0;   /* detached; the caller's walk moves on */
+        }
+
+    } else if (i == 0) {
         part->elts = elts + 1;
         part->nelts--;
+        if (list->last == part) {
+            list->nalloc = part->nelts;
+        }
+
+    } else if (i == part->nelts - 1) {
+        part->nelts--;
+        if (list->last == part) {
+            list->nalloc = part->nelts;
+        }
 
     } else {
         tail = (ngx_list_part_t *) ngx_palloc(r->pool, sizeof(ngx_list_part_t));
-        fresh = (part == list->last)
-                    ? (ngx_list_part_t *) ngx_palloc(r->pool,
-                                                     sizeof(ngx_list_part_t))
-                    : NULL;
-        void *fresh_elts = fresh ? ngx_palloc(r->pool, list->nalloc * list->size)
-                                 : NULL;
-
-        if (tail == NULL || (part == list->last && fresh_elts == NULL)) {
-            /* cannot split: blank the value, the header stays harmless */
+        if (tail == NULL) {
             h->value.len = 0;
             return;
         }
@@ -660,12 +696,9 @@ ngx_http_consent_remove_header(ngx_http_request_t *r, ngx_list_t *list,
         part->nelts = i;
         part->next = tail;
 
-        if (fresh) {
-            fresh->elts = fresh_elts;
-            fresh->nelts = 0;
-            fresh->next = NULL;
-            tail->next = fresh;
-            list->last = fresh;
+        if (list->last == part) {
+            list->last = tail;
+            list->nalloc = tail->nelts;
         }
     }
 

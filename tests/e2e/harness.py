@@ -1,0 +1,644 @@
+"""End-to-end harness: the packaged nginx with the consent module, an echo
+upstream that reports exactly what it received, keys, tokens and a raw
+HTTP/1.1 client.
+
+Python 3 standard library only, except py_mint() (PyNaCl and
+python3-cryptography, imported lazily) which builds tokens with chosen
+issued_at/expires_at (expired or future-dated ones consentctl cannot mint).
+
+Every test program takes `--module PATH --consentctl PATH` (parse_args()).
+"""
+import argparse
+import atexit
+import base64
+import hashlib
+import http.server
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+NGINX = "/usr/sbin/nginx"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(os.path.dirname(_HERE))
+
+# Filled by parse_args(); defaults point at the usual build directory so a
+# test file can also be run by hand.
+MODULE = os.path.join(_ROOT, "build", "ngx_http_consent_module.so")
+CONSENTCTL = os.path.join(_ROOT, "build", "consentctl")
+
+
+_LIVE = set()  # Nginx objects not cleaned up yet
+
+
+def _cleanup_all():
+    for n in list(_LIVE):
+        try:
+            n.cleanup()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # unittest lets it through; atexit stops every nginx
+
+
+atexit.register(_cleanup_all)
+
+
+def parse_args(argv=None):
+    """Takes --module and --consentctl out of argv; returns the argv left for
+    unittest.main(). Also makes SIGTERM (ctest's timeout) stop every nginx."""
+    global MODULE, CONSENTCTL
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    argv = list(sys.argv if argv is None else argv)
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--module", default=MODULE)
+    p.add_argument("--consentctl", default=CONSENTCTL)
+    ns, rest = p.parse_known_args(argv[1:])
+    MODULE = os.path.abspath(ns.module)
+    CONSENTCTL = os.path.abspath(ns.consentctl)
+    return [argv[0]] + rest
+
+
+# --------------------------------------------------------------------------
+# ports
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def wait_port(port, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+# --------------------------------------------------------------------------
+# echo upstream
+
+class _EchoHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "echo"
+    sys_version = ""
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body_in = self.rfile.read(length) if length > 0 else b""
+        record = {
+            "request_line": self.requestline,
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "body": body_in.decode("latin-1"),
+        }
+        self.server.echo.record(record)
+        body = json.dumps(record).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for v in self.headers.get_all("X-Test-Set-Cookie") or []:
+            for part in v.split("|"):
+                self.send_header("Set-Cookie", part)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _answer
+
+
+class EchoUpstream:
+    """A threaded HTTP server on 127.0.0.1 answering every request with 200 and
+    {"request_line": ..., "headers": [[name, value], ...], "body": ...}."""
+
+    def __init__(self):
+        self.port = None
+        self.count = 0
+        self.requests = []
+        self._lock = threading.Lock()
+        self._srv = None
+        self._thread = None
+
+    def record(self, rec):
+        with self._lock:
+            self.count += 1
+            self.requests.append(rec)
+            if len(self.requests) > 1000:
+                del self.requests[:500]
+
+    def start(self):
+        self._srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
+        self._srv.daemon_threads = True
+        self._srv.echo = self
+        self.port = self._srv.server_address[1]
+        self._thread = threading.Thread(target=self._srv.serve_forever,
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._srv is not None:
+            self._srv.shutdown()
+            self._srv.server_close()
+            self._srv = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# --------------------------------------------------------------------------
+# nginx
+
+def _children(ppid):
+    """(pid, cmdline) of the live processes whose parent is ppid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+            # pid (comm) state ppid ...
+            rest = stat[stat.rindex(")") + 2:].split()
+            if rest[0] == "Z" or int(rest[1]) != ppid:
+                continue
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("latin-1").strip()
+            out.append((int(d), cmd))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+class Nginx:
+    """One nginx master (daemon mode) in its own temp directory.
+
+    http_text and servers are inserted verbatim into the http block; they may
+    use the paths from self.path(...) and the port self.port."""
+
+    def __init__(self, workers=2, error_log_level="info", module=None):
+        self.dir = tempfile.mkdtemp(prefix="consent-e2e-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.workers = workers
+        self.error_log_level = error_log_level
+        self.module = module or MODULE
+        self.master_pid = None
+        self._known_pids = set()
+        self.conf = self.path("nginx.conf")
+        _LIVE.add(self)
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    # -- files --------------------------------------------------------------
+    def write_file(self, name, text, mode=0o600):
+        p = self.path(name)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(p, mode)
+        return p
+
+    def write_config(self, http_text="", servers="", main_text=""):
+        d = self.dir
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        text = (
+            "load_module %s;\n" % self.module
+            + user
+            + "worker_processes %d;\n" % self.workers
+            + "pid %s/nginx.pid;\n" % d
+            + "error_log %s/error.log %s;\n" % (d, self.error_log_level)
+            + main_text
+            + "events { worker_connections 512; }\n"
+            + "http {\n"
+            + "    access_log off;\n"
+            + "    client_body_temp_path %s/client_body;\n" % d
+            + "    proxy_temp_path %s/proxy;\n" % d
+            + "    fastcgi_temp_path %s/fastcgi;\n" % d
+            + "    uwsgi_temp_path %s/uwsgi;\n" % d
+            + "    scgi_temp_path %s/scgi;\n" % d
+            + http_text + "\n"
+            + servers + "\n"
+            + "}\n")
+        with open(self.conf, "w") as f:
+            f.write(text)
+        return text
+
+    def config_text(self):
+        with open(self.conf) as f:
+            return f.read()
+
+    # -- lifecycle ----------------------------------------------------------
+    def _cmd(self, *extra):
+        return [NGINX, "-p", self.dir + "/", "-e", self.path("error.log"),
+                "-c", self.conf, *extra]
+
+    def test_config(self):
+        """`nginx -t`: (returncode, combined output)."""
+        p = subprocess.run(self._cmd("-t"), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        return p.returncode, p.stdout.decode("latin-1")
+
+    def start(self, timeout=10.0):
+        p = subprocess.run(self._cmd(), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        out = p.stdout.decode("latin-1")
+        if p.returncode != 0:
+            raise RuntimeError("nginx failed to start (rc=%d):\n%s\n%s"
+                               % (p.returncode, out, self.error_log()[-3000:]))
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with open(self.path("nginx.pid")) as f:
+                    self.master_pid = int(f.read().strip())
+                break
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        if self.master_pid is None:
+            raise RuntimeError("nginx wrote no pid file:\n" + out)
+        self._known_pids.add(self.master_pid)
+        if not wait_port(self.port, timeout):
+            raise RuntimeError("nginx does not answer on port %d:\n%s"
+                               % (self.port, self.error_log()[-3000:]))
+        self._wait_workers(set(), timeout)
+        return self
+
+    def worker_pids(self):
+        if self.master_pid is None:
+            return []
+        pids = [pid for pid, cmd in _children(self.master_pid)
+                if "worker process" in cmd and "shutting down" not in cmd]
+        self._known_pids.update(pids)
+        return pids
+
+    def _wait_workers(self, old, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            new = [p for p in self.worker_pids() if p not in old]
+            if len(new) >= self.workers:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def reload(self, timeout=10.0):
+        """SIGHUP; True once a full set of new workers runs (False when the
+        reload did not take, e.g. a bad configuration)."""
+        old = set(self.worker_pids())
+        os.kill(self.master_pid, signal.SIGHUP)
+        return self._wait_workers(old, timeout)
+
+    def stop(self, timeout=15.0):
+        """SIGQUIT (graceful), wait for the master to exit; SIGKILL the
+        processes this object started if it does not."""
+        if self.master_pid is None:
+            return
+        pid = self.master_pid
+        self.worker_pids()
+        try:
+            os.kill(pid, signal.SIGQUIT)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + timeout
+        while time.time() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            for p in sorted(self._known_pids):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        # workers (even orphaned ones) of this instance
+        deadline = time.time() + 5
+        while time.time() < deadline and any(_alive(p) for p in self._known_pids):
+            time.sleep(0.05)
+        for p in self._known_pids:
+            if _alive(p):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.master_pid = None
+
+    def cleanup(self):
+        _LIVE.discard(self)
+        try:
+            self.stop()
+        finally:
+            if os.environ.get("E2E_KEEP"):
+                sys.stderr.write("E2E_KEEP: kept %s\n" % self.dir)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def error_log(self):
+        try:
+            with open(self.path("error.log"), "rb") as f:
+                return f.read().decode("latin-1")
+        except OSError:
+            return ""
+
+    def crash_lines(self):
+        """error.log lines that show a crash or an alert."""
+        return [l for l in self.error_log().splitlines()
+                if "[alert]" in l or re.search(r"exited on signal|signal \d+ \(SIG(SEGV|ABRT|BUS|FPE|ILL)", l)]
+
+    # -- requests -----------------------------------------------------------
+    def request(self, method, target, headers=(), body=None, **kw):
+        return http_request(self.port, method, target, headers, body, **kw)
+
+    def get(self, target, headers=(), **kw):
+        return http_request(self.port, "GET", target, headers, None, **kw)
+
+
+# --------------------------------------------------------------------------
+# keys and tokens
+
+def run_consentctl(*args, check=True):
+    p = subprocess.run([CONSENTCTL, *args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    out, err = p.stdout.decode(), p.stderr.decode()
+    if check and p.returncode != 0:
+        raise RuntimeError("consentctl %s: rc=%d %s" % (" ".join(args), p.returncode, err))
+    return p.returncode, out, err
+
+
+def _write_secret(path, line):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(line.strip() + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def keygen(path, suite="xchacha20poly1305"):
+    """A token key file (mode 0600) from `consentctl keygen`."""
+    _, out, _ = run_consentctl("keygen", "--suite", suite)
+    return _write_secret(path, out)
+
+
+def pseudonym_keygen(path):
+    """A pseudonym key file (mode 0600) from `consentctl pseudonym-keygen`."""
+    _, out, _ = run_consentctl("pseudonym-keygen")
+    return _write_secret(path, out)
+
+
+def mint(key, kid, subject, kind="purl", campaign=None, ttl=None):
+    args = ["mint", "--key", key, "--kid", str(kid), "--kind", kind, "--subject", subject]
+    if campaign is not None:
+        args += ["--campaign", campaign]
+    if ttl is not None:
+        args += ["--ttl", ttl]
+    _, out, _ = run_consentctl(*args)
+    return out.strip()
+
+
+def inspect(token, *keys):
+    """consentctl inspect --key ID=FILE ...; returns (rc, parsed JSON or None)."""
+    args = ["inspect"]
+    for kid, path in keys:
+        args += ["--key", "%d=%s" % (kid, path)]
+    rc, out, _ = run_consentctl(*(args + [token]), check=False)
+    try:
+        return rc, json.loads(out)
+    except ValueError:
+        return rc, None
+
+
+def read_key_file(path):
+    with open(path) as f:
+        suite, hexkey = f.read().split()
+    return suite, bytes.fromhex(hexkey)
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def py_mint(key_path, kid, subject, kind="purl", campaign="", issued_at=None,
+            expires_at=None, suite=None):
+    """A token built here (independent of consentctl), with any timestamps.
+    suite overrides the header's suite byte (the key bytes stay those of the
+    file) to make a suite-mismatch token."""
+    fsuite, key = read_key_file(key_path)
+    suite = suite or fsuite
+    now = int(time.time())
+    iat = now if issued_at is None else issued_at
+    exp = now + 3600 if expires_at is None else expires_at
+    sid, nlen = {"xchacha20poly1305": (1, 24), "aes256gcm": (2, 12)}[suite]
+    header = bytes([1, {"purl": 1, "uid": 2}[kind], sid]) + struct.pack(">H", kid)
+    nonce = secrets.token_bytes(nlen)
+    s, c = subject.encode("ascii"), campaign.encode("ascii")
+    pt = struct.pack(">QQ", iat, exp) + bytes([len(s)]) + s + bytes([len(c)]) + c
+    if suite == "xchacha20poly1305":
+        from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
+        ct = crypto_aead_xchacha20poly1305_ietf_encrypt(pt, header, nonce, key)
+    else:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        ct = AESGCM(key).encrypt(nonce, pt, header)
+    return b64u(header + nonce + ct)
+
+
+def pseudonym(subject, pseudonym_key_hex):
+    return hashlib.blake2b(subject.encode(), digest_size=16,
+                           key=bytes.fromhex(pseudonym_key_hex)).hexdigest()
+
+
+def pseudonym_from_file(subject, path):
+    with open(path) as f:
+        return pseudonym(subject, f.read().strip())
+
+
+# --------------------------------------------------------------------------
+# raw HTTP/1.1 client
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw_head):
+        self.status = status
+        self.reason = reason
+        self.headers = headers          # [(name, value)] in order
+        self.body = body
+        self.raw_head = raw_head
+
+    def header_all(self, name):
+        n = name.lower()
+        return [v for k, v in self.headers if k.lower() == n]
+
+    def header(self, name):
+        vs = self.header_all(name)
+        return vs[0] if vs else None
+
+    def set_cookies(self):
+        return self.header_all("Set-Cookie")
+
+    def json(self):
+        return json.loads(self.body.decode("latin-1"))
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.raw_head[:2000])
+
+
+def _read_chunked(buf):
+    out = b""
+    while True:
+        i = buf.index(b"\r\n")
+        size = int(buf[:i].split(b";")[0], 16)
+        buf = buf[i + 2:]
+        if size == 0:
+            return out
+        out += buf[:size]
+        buf = buf[size + 2:]
+
+
+def http_request(port, method, target, headers=(), body=None, host="localhost",
+                 timeout=15.0, raw=None):
+    """Sends one request on a fresh connection (Connection: close) exactly as
+    given: `target` and every header (duplicates included) go out byte for
+    byte. `raw` sends those bytes instead of building a request."""
+    if isinstance(target, str):
+        target = target.encode("latin-1")
+    if raw is None:
+        lines = [method.encode() + b" " + target + b" HTTP/1.1"]
+        names = [k.lower() for k, _ in headers]
+        if "host" not in names:
+            lines.append(b"Host: " + host.encode())
+        for k, v in headers:
+            k = k.encode("latin-1") if isinstance(k, str) else k
+            v = v.encode("latin-1") if isinstance(v, str) else v
+            lines.append(k + b": " + v)
+        if body is not None:
+            if isinstance(body, str):
+                body = body.encode()
+            if "content-length" not in names:
+                lines.append(b"Content-Length: " + str(len(body)).encode())
+        if "connection" not in names:
+            lines.append(b"Connection: close")
+        raw = b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(raw)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                if data:
+                    break
+                raise
+            if not chunk:
+                break
+            data += chunk
+    if b"\r\n\r\n" not in data:
+        raise ConnectionError("incomplete response: %r" % data[:500])
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    status = int(parts[1])
+    reason = parts[2] if len(parts) > 2 else ""
+    hdrs = []
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        hdrs.append((k.strip(), v.strip()))
+    te = [v.lower() for k, v in hdrs if k.lower() == "transfer-encoding"]
+    if method != "HEAD" and te and "chunked" in te[0]:
+        rest = _read_chunked(rest)
+    return Response(status, reason, hdrs, rest, head.decode("latin-1"))
+
+
+# --------------------------------------------------------------------------
+# the upstream's view of a proxied request
+
+class Seen:
+    """What the echo upstream reported for one proxied request."""
+
+    def __init__(self, resp):
+        if resp.status != 200:
+            raise AssertionError("expected 200 from the upstream, got %r\n%r"
+                                 % (resp, resp.body[:500]))
+        try:
+            self.js = resp.json()
+        except ValueError:
+            raise AssertionError("response is not the echo upstream's JSON: %r %r"
+                                 % (resp, resp.body[:500]))
+        self.resp = resp
+        self.request_line = self.js["request_line"]
+        self.method, self.target, self.version = self.request_line.split(" ")
+        self.headers = [tuple(h) for h in self.js["headers"]]
+
+    def all(self, name):
+        n = name.lower()
+        return [v for k, v in self.headers if k.lower() == n]
+
+    def one(self, name):
+        """The single value of a header, None when absent; fails when repeated."""
+        vs = self.all(name)
+        if len(vs) > 1:
+            raise AssertionError("header %s repeated: %r" % (name, vs))
+        return vs[0] if vs else None
+
+    @property
+    def cookies(self):
+        return self.all("Cookie")
+
+    def __repr__(self):
+        return "<Seen %r %r>" % (self.request_line, self.headers)
+
+
+def parse_prometheus(text):
+    """{'name{labels}': value} for every sample, and the sets of names with
+    # HELP and # TYPE lines."""
+    samples, helps, types = {}, set(), {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            helps.add(line.split()[2])
+        elif line.startswith("# TYPE "):
+            f = line.split()
+            types[f[2]] = f[3] if len(f) > 3 else ""
+        elif line.strip() and not line.startswith("#"):
+            m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
+            if m:
+                name = m.group(1)
+                labels = m.group(2) or ""
+                if labels:
+                    pairs = sorted(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+                    labels = "{" + ",".join('%s="%s"' % p for p in pairs) + "}"
+                samples[name + labels] = float(m.group(3))
+    return samples, helps, types
+
+
+def series(name, **labels):
+    """Canonical key of one series for parse_prometheus's samples."""
+    if not labels:
+        return name
+    return name + "{" + ",".join('%s="%s"' % (k, labels[k]) for k in sorted(labels)) + "}"

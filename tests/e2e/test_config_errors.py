@@ -1,0 +1,277 @@
+#!/usr/bin/python3
+"""`nginx -t` with the consent module: every configuration mistake the
+contract lists is refused, with a message naming the directive and the
+reason; a valid configuration passes.
+
+Run: /usr/bin/python3 tests/e2e/test_config_errors.py \
+        --module build/ngx_http_consent_module.so --consentctl build/consentctl
+"""
+import os
+import re
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+BASE_HTTP = """
+    consent_key 1 {d}/k1.key issue;
+    consent_key 2 {d}/k2.key;
+    consent_pseudonym_key {d}/p.key;
+    consent_purpose service granted;
+    consent_purpose analysis denied gpc;
+    consent_purpose marketing denied;
+    consent_purpose personalization granted gpc;
+"""
+
+SERVER = """
+    server {{
+        listen 127.0.0.1:{port};
+        {server_text}
+        location / {{ consent on; return 200 "ok"; }}
+    }}
+"""
+
+# A configuration using every directive this work covers, in every context
+# it is allowed in.
+VALID_HTTP = BASE_HTTP + """
+    consent_purpose billing;
+    consent_uid_cookie vid purpose=personalization max_age=30d;
+    consent_strip_args marketing utm_* gclid fbclid;
+    consent_strip_args analysis _ga;
+    consent_strip_cookies analysis _ga _ga_* _gid;
+    consent_strip_cookies marketing _fbp;
+    consent_token_arg ctk;
+    consent_dry_run off;
+    consent_token_redirect off;
+"""
+VALID_SERVER = """
+    server {{
+        listen 127.0.0.1:{port};
+        consent on;
+        consent_uid_cookie vid2 purpose=analysis domain=example.test path=/shop max_age=12h samesite=strict secure=off;
+        location / {{ consent on; return 200 "ok"; }}
+        location /a {{ consent_token_arg t; consent_dry_run on; consent_token_redirect on;
+                       consent_strip_args billing invoice_*; consent_strip_cookies marketing ads;
+                       consent_uid_cookie v max_age=1y samesite=none secure=on; return 200; }}
+        location /b {{ consent off; consent_uid_cookie v samesite=lax; return 200; }}
+        location = /status {{ consent_status; }}
+    }}
+"""
+
+
+class TestConfigErrors(unittest.TestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ngx = H.Nginx(workers=1)
+        cls.addClassCleanup(cls.ngx.cleanup)
+        cls.d = cls.ngx.dir
+        H.keygen(cls.ngx.path("k1.key"), "xchacha20poly1305")
+        H.keygen(cls.ngx.path("k2.key"), "aes256gcm")
+        H.keygen(cls.ngx.path("k3.key"), "xchacha20poly1305")
+        H.pseudonym_keygen(cls.ngx.path("p.key"))
+
+    def config(self, http_text, server_text="", servers=None):
+        d, port = self.d, self.ngx.port
+        if servers is None:
+            servers = SERVER.format(port=port, server_text=server_text)
+        self.ngx.write_config(http_text.format(d=d), servers)
+
+    def assertRefused(self, http_text, must, server_text="", servers=None):
+        """nginx -t fails, and its output matches every regex in must."""
+        self.config(http_text, server_text, servers)
+        rc, out = self.ngx.test_config()
+        conf = self.ngx.config_text()
+        self.assertNotEqual(rc, 0, "nginx -t accepted:\n%s\n%s" % (out, conf))
+        self.assertNotIn("test is successful", out)
+        self.assertIn("[emerg]", out)
+        for rx in must:
+            self.assertRegex(out, rx, "nginx -t output lacks %r" % rx)
+
+    def test_valid_config_passes(self):
+        self.config(VALID_HTTP, servers=VALID_SERVER.format(port=self.ngx.port))
+        rc, out = self.ngx.test_config()
+        self.assertEqual(rc, 0, out + self.ngx.config_text())
+        self.assertIn("test is successful", out)
+
+    def test_minimal_configs_pass(self):
+        for name, http_text in [
+            ("keys only", "consent_key 1 {d}/k1.key;"),
+            ("no purposes", "consent_key 7 {d}/k2.key issue; consent_pseudonym_key {d}/p.key;"),
+            ("32 purposes", "consent_key 1 {d}/k1.key; consent_pseudonym_key {d}/p.key;\n"
+             + "".join("consent_purpose p%02d;\n" % i for i in range(32))),
+        ]:
+            with self.subTest(name):
+                if name == "keys only":
+                    # no `consent on` anywhere: no pseudonym key needed
+                    self.ngx.write_config(http_text.format(d=self.d),
+                                          "server { listen 127.0.0.1:%d; }" % self.ngx.port)
+                else:
+                    self.config(http_text)
+                rc, out = self.ngx.test_config()
+                self.assertEqual(rc, 0, out + self.ngx.config_text())
+
+    # ---- consent_key --------------------------------------------------------------
+
+    def test_key_file_missing(self):
+        self.assertRefused(BASE_HTTP + "consent_key 3 {d}/no-such.key;",
+                           [r"consent_key", r"no-such\.key", r"(?i)no such file|cannot open|not found"])
+
+    def test_key_file_not_a_file(self):
+        os.makedirs(self.ngx.path("keydir"), mode=0o700, exist_ok=True)
+        self.assertRefused(BASE_HTTP + "consent_key 3 {d}/keydir;",
+                           [r"consent_key", r"keydir", r"(?i)regular file|directory|cannot read|cannot open"])
+
+    def test_key_file_malformed(self):
+        cases = [
+            ("short hex", "xchacha20poly1305 abcdef\n", r"(?i)64 hex|hex|malformed|invalid"),
+            ("non-hex", "aes256gcm " + "zz" * 32 + "\n", r"(?i)hex|malformed|invalid"),
+            ("unknown suite", "rot13 " + "ab" * 32 + "\n", r"(?i)suite"),
+            ("empty", "", r"(?i)expected|empty|malformed|invalid"),
+            ("two lines", "aes256gcm " + "ab" * 32 + "\naes256gcm " + "cd" * 32 + "\n",
+             r"(?i)expected|one line|malformed|invalid|trailing"),
+            ("pseudonym key as token key", "ab" * 32 + "\n", r"(?i)expected|suite|malformed|invalid"),
+        ]
+        for name, text, reason in cases:
+            with self.subTest(name):
+                self.ngx.write_file("bad.key", text, 0o600)
+                self.assertRefused(BASE_HTTP + "consent_key 3 {d}/bad.key;",
+                                   [r"consent_key", r"bad\.key", reason])
+
+    def test_key_file_readable_by_group_or_others(self):
+        for mode in (0o640, 0o604, 0o644):
+            with self.subTest(mode=oct(mode)):
+                H.keygen(self.ngx.path("open.key"))
+                os.chmod(self.ngx.path("open.key"), mode)
+                self.assertRefused(BASE_HTTP + "consent_key 3 {d}/open.key;",
+                                   [r"consent_key", r"open\.key", r"readable by group or others"])
+
+    def test_duplicate_key_id(self):
+        self.assertRefused(BASE_HTTP + "consent_key 2 {d}/k3.key;",
+                           [r"consent_key", r"(?i)duplicate key id 2"])
+
+    def test_bad_key_id(self):
+        for kid in ("0", "65536", "x"):
+            with self.subTest(kid=kid):
+                self.assertRefused(BASE_HTTP + "consent_key %s {d}/k3.key;" % kid,
+                                   [r"consent_key", r"(?i)key id"])
+
+    def test_pseudonym_key_bad(self):
+        self.ngx.write_file("badp.key", "xyz\n", 0o600)
+        self.assertRefused(BASE_HTTP.replace("{d}/p.key", "{d}/badp.key"),
+                           [r"consent_pseudonym_key", r"badp\.key"])
+        H.pseudonym_keygen(self.ngx.path("openp.key"))
+        os.chmod(self.ngx.path("openp.key"), 0o644)
+        self.assertRefused(BASE_HTTP.replace("{d}/p.key", "{d}/openp.key"),
+                           [r"consent_pseudonym_key", r"readable by group or others"])
+
+    def test_consent_on_without_pseudonym_key(self):
+        http_text = BASE_HTTP.replace("consent_pseudonym_key {d}/p.key;", "")
+        self.assertRefused(http_text, [r"consent_pseudonym_key", r"consent on"])
+
+    # ---- consent_purpose ----------------------------------------------------------
+
+    def test_duplicate_purpose(self):
+        self.assertRefused(BASE_HTTP + "consent_purpose marketing granted;",
+                           [r"consent_purpose", r"marketing", r"(?i)duplicate"])
+
+    def test_invalid_purpose_name(self):
+        for name in ("Marketing!", "Marketing", "a-b", "x.y"):
+            with self.subTest(name=name):
+                self.assertRefused(BASE_HTTP + 'consent_purpose "%s" denied;' % name,
+                                   [r"consent_purpose", re.escape(name),
+                                    r"(?i)invalid|\[a-z0-9_\]|name"])
+
+    def test_invalid_purpose_default(self):
+        self.assertRefused(BASE_HTTP + "consent_purpose x maybe;",
+                           [r"consent_purpose", r"maybe"])
+
+    def test_too_many_purposes(self):
+        http_text = BASE_HTTP + "".join("consent_purpose extra%02d;\n" % i for i in range(29))
+        self.assertRefused(http_text, [r"consent_purpose", r"(?i)32|too many"])
+
+    # ---- purposes used before or without consent_purpose ----------------------------
+
+    def test_strip_args_undeclared_purpose(self):
+        self.assertRefused(BASE_HTTP + "consent_strip_args ads utm_*;",
+                           [r"consent_strip_args", r"\bads\b",
+                            r"(?i)unknown|undeclared|not declared|no such|without|before"])
+
+    def test_strip_cookies_undeclared_purpose(self):
+        self.assertRefused(BASE_HTTP + "consent_strip_cookies ads _fbp;",
+                           [r"consent_strip_cookies", r"\bads\b",
+                            r"(?i)unknown|undeclared|not declared|no such|without|before"])
+
+    def test_purpose_used_in_server_before_declared_later_in_http(self):
+        servers = SERVER.format(port=self.ngx.port,
+                                server_text="consent_strip_args later utm_*;")
+        http_text = BASE_HTTP
+        # the declaration follows the server block, in the same http block
+        self.ngx.write_config(http_text.format(d=self.d),
+                              servers + "\n    consent_purpose later denied;\n")
+        rc, out = self.ngx.test_config()
+        self.assertNotEqual(rc, 0, out + self.ngx.config_text())
+        self.assertRegex(out, r"consent_strip_args")
+        self.assertRegex(out, r"\blater\b")
+
+    def test_purpose_used_in_http_before_declared(self):
+        http_text = BASE_HTTP + "consent_strip_cookies later x_*;\nconsent_purpose later denied;"
+        self.assertRefused(http_text, [r"consent_strip_cookies", r"\blater\b"])
+
+    def test_uid_cookie_undeclared_purpose(self):
+        self.assertRefused(BASE_HTTP + "consent_uid_cookie vid purpose=undeclared;",
+                           [r"consent_uid_cookie", r"undeclared"])
+
+    # ---- consent_uid_cookie parameters -------------------------------------------------
+
+    def test_uid_cookie_bad_duration(self):
+        for value in ("abc", "-5", "10x", ""):
+            with self.subTest(max_age=value):
+                self.assertRefused(BASE_HTTP + 'consent_uid_cookie vid "max_age=%s";' % value,
+                                   [r"consent_uid_cookie", r"max_age"])
+
+    def test_uid_cookie_bad_samesite(self):
+        self.assertRefused(BASE_HTTP + "consent_uid_cookie vid samesite=sometimes;",
+                           [r"consent_uid_cookie", r"(?i)samesite", r"sometimes"])
+
+    def test_uid_cookie_bad_secure(self):
+        self.assertRefused(BASE_HTTP + "consent_uid_cookie vid secure=maybe;",
+                           [r"consent_uid_cookie", r"secure", r"maybe"])
+
+    def test_uid_cookie_unknown_parameter(self):
+        self.assertRefused(BASE_HTTP + "consent_uid_cookie vid colour=blue;",
+                           [r"consent_uid_cookie", r"colour"])
+
+    # ---- patterns -----------------------------------------------------------------------
+
+    def test_lone_star_pattern(self):
+        for directive in ("consent_strip_args", "consent_strip_cookies"):
+            with self.subTest(directive):
+                self.assertRefused(BASE_HTTP + "%s marketing utm_x *;" % directive,
+                                   [directive, r"(?i)pattern|\*"])
+
+    def test_star_not_last(self):
+        self.assertRefused(BASE_HTTP + "consent_strip_args marketing ut*m;",
+                           [r"consent_strip_args", r"ut\*m"])
+
+    def test_strip_without_pattern(self):
+        self.assertRefused(BASE_HTTP + "consent_strip_args marketing;",
+                           [r"consent_strip_args"])
+
+    # ---- contexts -------------------------------------------------------------------------
+
+    def test_http_only_directives_refused_in_location(self):
+        for line in ("consent_purpose late denied;", "consent_key 9 %s/k3.key;" % self.d):
+            with self.subTest(line):
+                servers = SERVER.format(port=self.ngx.port, server_text="").replace(
+                    'location / {', 'location / { ' + line, 1)
+                self.ngx.write_config(BASE_HTTP.format(d=self.d), servers)
+                rc, out = self.ngx.test_config()
+                self.assertNotEqual(rc, 0, out)
+                self.assertRegex(out, r"(?i)not allowed here")
+
+
+if __name__ == "__main__":
+    unittest.main(argv=H.parse_args(), verbosity=2)
