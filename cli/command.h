@@ -41,6 +41,7 @@ struct Command {
     std::set<std::string> options;
 };
 
-const std::vector<Command>& token_commands();
+const std::vector<Command>& token_commands();  // keygen, pseudonym-keygen, mint, inspect
+const std::vector<Command>& redis_commands();  // set, get, erase, watch (consent records in Redis)
 
 }  // namespace consent::cli

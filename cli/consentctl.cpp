@@ -1,4 +1,4 @@
-// consentctl: the operator's tool for keys, tokens and (later) consent records.
+// consentctl: the operator's tool for keys, tokens and consent records.
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -56,14 +56,22 @@ Args parse_args(int argc, char** argv, const std::set<std::string>& valid) {
 
 using namespace consent::cli;
 
+static const Command* find_command(const std::string& name) {
+    for (const auto* list : {&token_commands(), &redis_commands()})
+        for (const auto& c : *list)
+            if (name == c.name) return &c;
+    return nullptr;
+}
+
 static void print_usage(FILE* out) {
     std::fprintf(out,
                  "usage: consentctl COMMAND [OPTIONS]\n"
                  "\n"
-                 "Keys and tokens for the nginx consent module.\n"
+                 "Keys, tokens and consent records for the nginx consent module.\n"
                  "\n"
                  "commands:\n");
-    for (const auto& c : token_commands()) std::fprintf(out, "  %-18s %s\n", c.name, c.summary);
+    for (const auto* list : {&token_commands(), &redis_commands()})
+        for (const auto& c : *list) std::fprintf(out, "  %-18s %s\n", c.name, c.summary);
     std::fprintf(out,
                  "\n"
                  "'consentctl COMMAND --help' describes one command.\n"
@@ -80,8 +88,9 @@ int main(int argc, char** argv) {
         print_usage(stdout);
         return 0;
     }
-    for (const auto& c : token_commands()) {
-        if (name != c.name) continue;
+    const Command* cmd = find_command(name);
+    if (cmd) {
+        const Command& c = *cmd;
         try {
             const Args args = parse_args(argc - 2, argv + 2, c.options);
             if (args.help) {

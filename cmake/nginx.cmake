@@ -48,6 +48,12 @@ set(NGINX_INCLUDE_DIRS
   "${_ngx_root}/src/http/modules"
   "${_ngx_root}/src/http/v2"
   "${_ngx_root}/objs")
+# nginx built with HTTP/3 (Debian 13's is) includes these from its core headers.
+foreach(_d src/event/quic src/http/v3)
+  if(EXISTS "${_ngx_root}/${_d}")
+    list(APPEND NGINX_INCLUDE_DIRS "${_ngx_root}/${_d}")
+  endif()
+endforeach()
 file(STRINGS "${_ngx_root}/src/core/nginx.h" _ngx_ver REGEX "define NGINX_VERSION ")
 string(REGEX REPLACE ".*\"(.*)\".*" "\\1" NGINX_VERSION "${_ngx_ver}")
 message(STATUS "Building against nginx ${NGINX_VERSION} headers in ${_ngx_root}")

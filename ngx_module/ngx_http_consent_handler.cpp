@@ -286,7 +286,7 @@ ngx_http_consent_decide(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     in.outcome = ctx->outcome;
     in.record_source = ctx->record_source;
     in.record = &ctx->record;
-    in.failure_uses_defaults = false;
+    in.failure_uses_defaults = cmcf->on_failure_default;
     in.now = (uint64_t) ngx_time();
 
     ctx->decision = consent::decide(in);

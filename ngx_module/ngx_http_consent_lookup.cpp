@@ -1,23 +1,622 @@
 /*
- * The lookup step: the subject's consent record.
+ * The lookup step: the subject's consent record, from the shared cache or
+ * from Redis, without ever blocking the worker.
  *
- * The contract: NGX_OK when ctx->outcome (and ctx->record, ctx->record_source)
- * are set now; NGX_AGAIN when the answer will come later, in which case the
- * store sets them, sets ctx->state to NGX_HTTP_CONSENT_LOOKED and runs the
- * request's phases again (ngx_http_core_run_phases), which re-enters the
- * handler where it left off. Any other value counts as a store failure.
+ * The contract with the handler: NGX_OK when ctx->outcome (and ctx->record,
+ * ctx->record_source) are set now; NGX_AGAIN when the request waits. A
+ * waiting request is woken through its connection's write event, with
+ * ctx->state NGX_HTTP_CONSENT_LOOKED, and the handler continues there.
  *
- * No store is configured yet: every subject has no record, and its
- * purposes take their defaults.
+ * Per worker: one connection for lookups; identical lookups in flight are
+ * merged (one HGETALL serves every request waiting for that subject); a
+ * lookup not answered within `timeout` fails its requests and drops the
+ * connection, which then counts as down, so that later requests fail fast
+ * (consent_on_failure) until the background reconnect succeeds.
+ *
+ * Per instance: worker 0 holds the channel subscription and applies its
+ * messages to the shared cache.
  */
 
-#include "ngx_module/ngx_http_consent_module.h"
+#include "ngx_module/ngx_http_consent_cache.h"
+#include "ngx_module/ngx_http_consent_redis.h"
+
+#include "store/record.h"
+
+
+/* The largest HGETALL reply accepted; anything larger is not a record. */
+#define NGX_HTTP_CONSENT_MAX_REPLY  65536
+
+#define NGX_HTTP_CONSENT_LOOKUP_PING  5000
+
+
+typedef struct {
+    ngx_str_node_t                 sn;        /* sn.str: the subject */
+    ngx_queue_t                    waiters;   /* ngx_http_consent_ctx_t.wait_link */
+    ngx_event_t                    timer;
+    ngx_queue_t                    free_link;
+    unsigned                       timed_out:1;
+    unsigned                       in_tree:1;
+    u_char                         subject[consent::kMaxSubject];
+} ngx_http_consent_pending_t;
+
+
+typedef struct {
+    ngx_http_consent_main_conf_t  *cmcf;
+    ngx_pool_t                    *pool;
+    ngx_http_consent_redis_t       lookup;
+    ngx_http_consent_redis_t       sub;
+    ngx_uint_t                     subscribing;
+
+    ngx_rbtree_t                   pending;
+    ngx_rbtree_node_t              sentinel;
+    ngx_queue_t                    free;
+
+    std::string_view               names[consent::kMaxPurposes];
+    consent::PurposeNames          purposes;
+    u_char                        *key;       /* prefix{subject} scratch */
+} ngx_http_consent_worker_t;
+
+
+static ngx_http_consent_worker_t  *ngx_http_consent_worker;
+
+
+static void ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_consent_lookup_timeout(ngx_event_t *ev);
+static void ngx_http_consent_subscribe(ngx_http_consent_redis_t *rc);
+
+
+static uint64_t
+ngx_http_consent_now_ms()
+{
+    /* monotonic, and the same clock in every worker */
+    return (uint64_t) ngx_current_msec;
+}
+
+
+/* ---- the request side ------------------------------------------------ */
+
+static void
+ngx_http_consent_set_outcome(ngx_http_consent_ctx_t *ctx,
+    consent::LookupOutcome outcome, const consent::Record *record,
+    consent::Source source)
+{
+    ctx->outcome = outcome;
+    ctx->record_source = source;
+
+    if (record) {
+        ctx->record = *record;
+    }
+}
 
 
 ngx_int_t
 ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
-    ctx->outcome = consent::LookupOutcome::no_store;
+    uint32_t                       hash;
+    uint64_t                       now;
+    const char                    *argv[2];
+    size_t                         argvlen[2];
+    ngx_queue_t                   *q;
+    consent::CacheSlot             slot;
+    ngx_http_consent_worker_t     *w;
+    ngx_http_consent_pending_t    *p;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+    w = ngx_http_consent_worker;
+
+    if (cmcf->redis == NULL || w == NULL) {
+        ctx->outcome = consent::LookupOutcome::no_store;
+        return NGX_OK;
+    }
+
+    std::string_view subject = ctx->claims.subject_view();
+    now = ngx_http_consent_now_ms();
+
+    if (cmcf->cache_zone) {
+        if (ngx_http_consent_cache_get(cmcf->cache_zone, subject, &slot)
+            && consent::slot_state(slot,
+                   ngx_http_consent_cache_clock(cmcf->cache_zone,
+                                                cmcf->cache_ttl, now))
+               == consent::SlotState::fresh)
+        {
+            ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_CACHE_HIT);
+            ngx_http_consent_set_outcome(ctx,
+                slot.exists ? consent::LookupOutcome::record
+                            : consent::LookupOutcome::no_record,
+                slot.exists ? &slot.record : NULL, consent::Source::cache);
+            return NGX_OK;
+        }
+
+        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_CACHE_MISS);
+    }
+
+    if (w->lookup.down) {
+        /* known down: do not make every request wait for the timeout */
+        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle,
+                                     NGX_HTTP_CONSENT_REDIS_FAST_FAIL);
+        ctx->outcome = consent::LookupOutcome::failure;
+        return NGX_OK;
+    }
+
+    hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
+
+    ngx_str_t  s = { subject.size(), (u_char *) subject.data() };
+
+    p = (ngx_http_consent_pending_t *)
+            ngx_str_rbtree_lookup(&w->pending, &s, hash);
+
+    if (p) {
+        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_REDIS_MERGED);
+
+    } else {
+        if (!ngx_queue_empty(&w->free)) {
+            q = ngx_queue_head(&w->free);
+            ngx_queue_remove(q);
+            p = ngx_queue_data(q, ngx_http_consent_pending_t, free_link);
+
+        } else {
+            p = (ngx_http_consent_pending_t *)
+                    ngx_palloc(w->pool, sizeof(ngx_http_consent_pending_t));
+            if (p == NULL) {
+                ctx->outcome = consent::LookupOutcome::failure;
+                return NGX_OK;
+            }
+        }
+
+        ngx_memzero(p, sizeof(ngx_http_consent_pending_t));
+        ngx_memcpy(p->subject, subject.data(), subject.size());
+        p->sn.str.data = p->subject;
+        p->sn.str.len = subject.size();
+        p->sn.node.key = hash;
+        ngx_queue_init(&p->waiters);
+
+        argv[0] = "HGETALL";
+        argvlen[0] = 7;
+        argv[1] = (const char *) w->key;
+        argvlen[1] = consent::record_key(
+            std::string_view((char *) cmcf->redis_prefix.data,
+                             cmcf->redis_prefix.len),
+            subject, (char *) w->key);
+
+        if (ngx_http_consent_redis_send(&w->lookup,
+                                        ngx_http_consent_lookup_reply, p,
+                                        2, argv, argvlen)
+            != NGX_OK)
+        {
+            ngx_queue_insert_head(&w->free, &p->free_link);
+            ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle,
+                                         NGX_HTTP_CONSENT_REDIS_FAST_FAIL);
+            ctx->outcome = consent::LookupOutcome::failure;
+            return NGX_OK;
+        }
+
+        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_REDIS_LOOKUP);
+
+        ngx_rbtree_insert(&w->pending, &p->sn.node);
+        p->in_tree = 1;
+
+        /* not cancelable: a graceful shutdown waits for waiting requests */
+        p->timer.handler = ngx_http_consent_lookup_timeout;
+        p->timer.data = p;
+        p->timer.log = ngx_cycle->log;
+        ngx_add_timer(&p->timer, w->lookup.server->timeout);
+    }
+
+    ctx->pending = p;
+    ctx->request = r;
+    ngx_queue_insert_tail(&p->waiters, &ctx->wait_link);
+
+    /* notice a client that gives up while it waits */
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_AGAIN;
+}
+
+
+void
+ngx_http_consent_lookup_detach(ngx_http_consent_ctx_t *ctx)
+{
+    if (ctx->pending) {
+        ngx_queue_remove(&ctx->wait_link);
+        ctx->pending = NULL;
+    }
+}
+
+
+/* Hands the outcome to every waiting request and wakes it. */
+static void
+ngx_http_consent_wake(ngx_http_consent_pending_t *p,
+    consent::LookupOutcome outcome, const consent::Record *record)
+{
+    ngx_queue_t             *q;
+    ngx_http_request_t      *r;
+    ngx_http_consent_ctx_t  *ctx;
+
+    while (!ngx_queue_empty(&p->waiters)) {
+        q = ngx_queue_head(&p->waiters);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_http_consent_ctx_t, wait_link);
+        ctx->pending = NULL;
+        ngx_http_consent_set_outcome(ctx, outcome, record,
+                                     consent::Source::redis);
+        ctx->state = NGX_HTTP_CONSENT_LOOKED;
+
+        /*
+         * Not run here, inside a hiredis callback: posted, it runs from
+         * the event loop like any request woken by its connection.
+         */
+        r = ctx->request;
+        r->read_event_handler = ngx_http_block_reading;
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_post_event(r->connection->write, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_consent_pending_done(ngx_http_consent_pending_t *p)
+{
+    if (p->in_tree) {
+        ngx_rbtree_delete(&ngx_http_consent_worker->pending, &p->sn.node);
+        p->in_tree = 0;
+    }
+
+    if (p->timer.timer_set) {
+        ngx_del_timer(&p->timer);
+    }
+}
+
+
+static void
+ngx_http_consent_lookup_timeout(ngx_event_t *ev)
+{
+    ngx_http_consent_pending_t  *p = (ngx_http_consent_pending_t *) ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "consent: redis lookup not answered within timeout");
+
+    p->timed_out = 1;
+    ngx_http_consent_pending_done(p);
+    ngx_http_consent_wake(p, consent::LookupOutcome::failure, NULL);
+
+    /*
+     * Replies come back in order: behind a late one, all are late. Drop the
+     * connection; its reconnect is the probe that ends the failure state.
+     * This frees `p`, through its callback with no reply.
+     */
+    ngx_http_consent_redis_close(&ngx_http_consent_worker->lookup,
+                                 NGX_HTTP_CONSENT_REDIS_TIMEOUT);
+}
+
+
+/* The reply to HGETALL, or NULL when the connection went away. */
+static void
+ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t                         i, total;
+    redisReply                    *reply = (redisReply *) r;
+    consent::Record                record;
+    consent::RecordParse           parsed;
+    consent::LookupOutcome         outcome;
+    ngx_http_consent_worker_t     *w = ngx_http_consent_worker;
+    ngx_http_consent_pending_t    *p = (ngx_http_consent_pending_t *) privdata;
+    ngx_http_consent_main_conf_t  *cmcf = w->cmcf;
+
+    std::string_view  items[256];
+
+    ngx_http_consent_pending_done(p);
+
+    outcome = consent::LookupOutcome::failure;
+    parsed = consent::RecordParse::malformed;
+
+    if (reply == NULL) {
+        /* connection lost: its own counter says so */
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "consent: redis lookup: %*s", (size_t) reply->len,
+                      reply->str);
+        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_ERR_REPLY);
+
+    } else if (reply->type != REDIS_REPLY_ARRAY
+               || reply->elements > sizeof(items) / sizeof(items[0]))
+    {
+        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_ERR_PROTOCOL);
+
+    } else {
+        total = 0;
+
+        for (i = 0; i < reply->elements; i++) {
+            redisReply *e = reply->element[i];
+
+            if (e->type != REDIS_REPLY_STRING) {
+                break;
+            }
+
+            total += e->len;
+            items[i] = std::string_view(e->str, e->len);
+        }
+
+        if (i < reply->elements || total > NGX_HTTP_CONSENT_MAX_REPLY) {
+            ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle,
+                                         NGX_HTTP_CONSENT_ERR_PROTOCOL);
+
+        } else {
+            parsed = consent::parse_record(items, reply->elements,
+                                           w->purposes, &record);
+
+            if (parsed == consent::RecordParse::ok) {
+                outcome = consent::LookupOutcome::record;
+
+            } else if (parsed == consent::RecordParse::none) {
+                outcome = consent::LookupOutcome::no_record;
+
+            } else {
+                ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle,
+                                             NGX_HTTP_CONSENT_ERR_MALFORMED);
+            }
+        }
+    }
+
+    if (outcome != consent::LookupOutcome::failure && cmcf->cache_zone) {
+        (void) ngx_http_consent_cache_store(
+                   cmcf->cache_zone,
+                   std::string_view((char *) p->subject, p->sn.str.len),
+                   outcome == consent::LookupOutcome::record ? &record : NULL,
+                   ngx_http_consent_now_ms(), (ngx_cycle_t *) ngx_cycle);
+    }
+
+    /*
+     * A read that raced an announced update is not cached (slot_store
+     * refuses it), but the requests that asked before the update still get
+     * what Redis answered them.
+     */
+    ngx_http_consent_wake(p, outcome,
+                          outcome == consent::LookupOutcome::record
+                          ? &record : NULL);
+
+    ngx_queue_insert_head(&w->free, &p->free_link);
+
+    if (reply && reply->type == REDIS_REPLY_ERROR
+        && w->lookup.ac == ac
+        && (ngx_strncmp(reply->str, "NOAUTH", 6) == 0
+            || ngx_strncmp(reply->str, "LOADING", 7) == 0))
+    {
+        /* the server is not serving: reconnect, fail fast meanwhile */
+        ngx_http_consent_redis_fail(&w->lookup, NGX_HTTP_CONSENT_ERR_REPLY);
+    }
+}
+
+
+/* ---- the subscription (worker 0) --------------------------------------- */
+
+static void
+ngx_http_consent_apply_message(ngx_http_consent_redis_t *rc, redisReply *reply)
+{
+    redisReply                    *payload;
+    consent::UpdateMessage         msg;
+    ngx_http_consent_main_conf_t  *cmcf = ngx_http_consent_worker->cmcf;
+
+    payload = reply->element[2];
+    uint64_t now = ngx_http_consent_now_ms();
+
+    ngx_http_consent_cache_heartbeat(cmcf->cache_zone, now);
+
+    if (payload->type != REDIS_REPLY_STRING
+        || !consent::parse_update(std::string_view(payload->str, payload->len),
+                                  &msg))
+    {
+        ngx_http_consent_count_store(rc->cycle, NGX_HTTP_CONSENT_ERR_PROTOCOL);
+        return;
+    }
+
+    if (msg.flush_all) {
+        ngx_http_consent_cache_flush(cmcf->cache_zone, now);
+
+    } else {
+        ngx_http_consent_cache_announce(cmcf->cache_zone, msg.subject,
+                                        msg.version, rc->cycle);
+    }
+
+    ngx_http_consent_count_store(rc->cycle, NGX_HTTP_CONSENT_UPDATE_APPLIED);
+}
+
+
+static void
+ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                *reply = (redisReply *) r;
+    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) privdata;
+
+    if (reply == NULL || rc->ac != ac) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rc->log, 0,
+                      "consent: redis subscribe: %*s", (size_t) reply->len,
+                      reply->str);
+        ngx_http_consent_redis_fail(rc, NGX_HTTP_CONSENT_ERR_REPLY);
+        return;
+    }
+
+    if (ngx_http_consent_redis_is_message(reply)) {
+        ngx_http_consent_apply_message(rc, reply);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[0]->len == 9
+        && ngx_strncmp(reply->element[0]->str, "subscribe", 9) == 0)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
+                      "consent: subscribed to \"%V\"",
+                      &ngx_http_consent_worker->cmcf->redis_channel);
+
+        ngx_http_consent_cache_subscribed(
+            ngx_http_consent_worker->cmcf->cache_zone,
+            ngx_http_consent_now_ms());
+        ngx_http_consent_worker->subscribing = 0;
+    }
+}
+
+
+static void
+ngx_http_consent_subscribe(ngx_http_consent_redis_t *rc)
+{
+    const char                    *argv[2];
+    size_t                         argvlen[2];
+    ngx_http_consent_main_conf_t  *cmcf = ngx_http_consent_worker->cmcf;
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = (const char *) cmcf->redis_channel.data;
+    argvlen[1] = cmcf->redis_channel.len;
+
+    if (ngx_http_consent_redis_send(rc, ngx_http_consent_subscribe_reply, rc,
+                                    2, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_IO);
+        return;
+    }
+
+    ngx_http_consent_worker->subscribing = 1;
+}
+
+
+static void
+ngx_http_consent_subscriber_pong(ngx_http_consent_redis_t *rc)
+{
+    if (!ngx_http_consent_worker->subscribing) {
+        ngx_http_consent_cache_heartbeat(
+            ngx_http_consent_worker->cmcf->cache_zone,
+            ngx_http_consent_now_ms());
+    }
+}
+
+
+static void
+ngx_http_consent_subscriber_down(ngx_http_consent_redis_t *rc)
+{
+    /* from now on nothing cached is served */
+    ngx_http_consent_cache_unsubscribed(ngx_http_consent_worker->cmcf->cache_zone);
+}
+
+
+/* ---- process lifecycle ----------------------------------------------- */
+
+ngx_int_t
+ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                        i;
+    ngx_http_consent_worker_t        *w;
+    ngx_http_consent_purpose_t       *purpose;
+    ngx_http_consent_main_conf_t     *cmcf;
+    ngx_http_consent_redis_server_t  *server;
+
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
+        return NGX_OK;
+    }
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_cycle_get_module_main_conf(cycle,
+                                                   ngx_http_consent_module);
+    if (cmcf == NULL || cmcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    w = (ngx_http_consent_worker_t *)
+            ngx_pcalloc(cycle->pool, sizeof(ngx_http_consent_worker_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->pool = ngx_create_pool(4096, cycle->log);
+    if (w->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->key = (u_char *) ngx_palloc(cycle->pool, cmcf->redis_prefix.len
+                                                + consent::kMaxSubject + 2);
+    if (w->key == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->cmcf = cmcf;
+    ngx_rbtree_init(&w->pending, &w->sentinel, ngx_str_rbtree_insert_value);
+    ngx_queue_init(&w->free);
+
+    purpose = (ngx_http_consent_purpose_t *) cmcf->purposes.elts;
+    for (i = 0; i < cmcf->purposes.nelts; i++) {
+        w->names[i] = std::string_view((char *) purpose[i].name.data,
+                                       purpose[i].name.len);
+    }
+    w->purposes.names = w->names;
+    w->purposes.count = cmcf->purposes.nelts;
+
+    ngx_http_consent_worker = w;
+
+    server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
+
+    ngx_http_consent_redis_init(&w->lookup, &server[0], cycle,
+                                NGX_HTTP_CONSENT_LOOKUP_PING);
+    ngx_http_consent_redis_connect(&w->lookup);
+
+    if (cmcf->cache_zone && ngx_worker == 0) {
+        ngx_http_consent_redis_init(&w->sub, &server[0], cycle,
+                                    NGX_HTTP_CONSENT_HEARTBEAT_EVERY);
+        w->sub.subscriber = 1;
+        w->sub.on_ready = ngx_http_consent_subscribe;
+        w->sub.on_pong = ngx_http_consent_subscriber_pong;
+        w->sub.on_down = ngx_http_consent_subscriber_down;
+        w->sub.on_message = ngx_http_consent_apply_message;
+        ngx_http_consent_redis_connect(&w->sub);
+    }
 
     return NGX_OK;
+}
+
+
+void
+ngx_http_consent_lookup_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_node_t           *node;
+    ngx_http_consent_worker_t   *w = ngx_http_consent_worker;
+    ngx_http_consent_pending_t  *p;
+
+    if (w == NULL) {
+        return;
+    }
+
+    /* the worker is going: let go of waiting requests without waking them */
+    while (w->pending.root != w->pending.sentinel) {
+        node = ngx_rbtree_min(w->pending.root, w->pending.sentinel);
+        p = (ngx_http_consent_pending_t *) node;
+
+        while (!ngx_queue_empty(&p->waiters)) {
+            ngx_queue_t *q = ngx_queue_head(&p->waiters);
+            ngx_queue_remove(q);
+            (ngx_queue_data(q, ngx_http_consent_ctx_t, wait_link))->pending =
+                NULL;
+        }
+
+        ngx_http_consent_pending_done(p);
+    }
+
+    if (w->sub.server) {
+        ngx_http_consent_cache_unsubscribed(w->cmcf->cache_zone);
+        ngx_http_consent_redis_stop(&w->sub);
+    }
+
+    ngx_http_consent_redis_stop(&w->lookup);
+
+    ngx_destroy_pool(w->pool);
+    ngx_http_consent_worker = NULL;
 }

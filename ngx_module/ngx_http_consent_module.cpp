@@ -26,6 +26,8 @@ static ngx_int_t ngx_http_consent_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_consent_postconfiguration(ngx_conf_t *cf);
 static void ngx_http_consent_cleanup_main_conf(void *data);
 static void ngx_http_consent_cleanup_ctx(void *data);
+static ngx_int_t ngx_http_consent_init_process(ngx_cycle_t *cycle);
+static void ngx_http_consent_exit_process(ngx_cycle_t *cycle);
 
 
 /* pools free memory without running destructors */
@@ -59,10 +61,10 @@ ngx_module_t  ngx_http_consent_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_consent_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_consent_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -88,6 +90,9 @@ ngx_http_consent_create_main_conf(ngx_conf_t *cf)
     {
         return NULL;
     }
+
+    cmcf->cache_ttl = NGX_CONF_UNSET_MSEC;
+    cmcf->on_failure_default = NGX_CONF_UNSET;
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
@@ -131,6 +136,23 @@ ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
                       "\"consent on\" in %V:%ui requires "
                       "\"consent_pseudonym_key\" in the http block",
                       &cmcf->enabled_file, cmcf->enabled_line);
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (cmcf->redis_prefix.data == NULL) {
+        ngx_str_set(&cmcf->redis_prefix, "consent:");
+    }
+
+    if (cmcf->redis_channel.data == NULL) {
+        ngx_str_set(&cmcf->redis_channel, "consent:updates");
+    }
+
+    ngx_conf_init_msec_value(cmcf->cache_ttl, 60000);
+    ngx_conf_init_value(cmcf->on_failure_default, 0);
+
+    if (cmcf->cache_zone && cmcf->redis == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"consent_cache\" requires \"consent_redis\"");
         return (char *) NGX_CONF_ERROR;
     }
 
@@ -308,11 +330,30 @@ ngx_http_consent_create_ctx(ngx_http_request_t *r)
 }
 
 
+/* Also the marker ngx_http_consent_get_ctx() looks for. */
 static void
 ngx_http_consent_cleanup_ctx(void *data)
 {
-    /*
-     * Only a marker for ngx_http_consent_get_ctx(); the Redis lookup will
-     * detach a pending request here.
-     */
+    /* a request that ends while it waits for Redis leaves the queue */
+    ngx_http_consent_lookup_detach((ngx_http_consent_ctx_t *) data);
+}
+
+
+static ngx_int_t
+ngx_http_consent_init_process(ngx_cycle_t *cycle)
+{
+    try {
+        return ngx_http_consent_lookup_init_process(cycle);
+
+    } catch (const std::exception &e) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "consent: %s", e.what());
+        return NGX_ERROR;
+    }
+}
+
+
+static void
+ngx_http_consent_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_consent_lookup_exit_process(cycle);
 }

@@ -35,6 +35,23 @@ typedef struct {
 typedef struct ngx_http_consent_stats_s  ngx_http_consent_stats_t;
 
 
+/*
+ * One Redis server as configured. The connection layer takes a list of
+ * these (today always one), so replicas and Sentinel-found primaries are
+ * more entries, not a new design.
+ */
+typedef struct {
+    ngx_str_t                    name;         /* as written, for logs */
+    ngx_str_t                    host;         /* numeric, NUL-terminated */
+    ngx_int_t                    port;
+    ngx_str_t                    unix_path;    /* NUL-terminated, or empty */
+    ngx_int_t                    db;
+    ngx_str_t                    password;
+    ngx_msec_t                   connect_timeout;
+    ngx_msec_t                   timeout;
+} ngx_http_consent_redis_server_t;
+
+
 typedef struct {
     /* Owned; freed (and wiped) by cleanups on the configuration pool, so a
      * reload that drops the old cycle also drops its keys. */
@@ -47,6 +64,14 @@ typedef struct {
     consent::PurposeMask         gpc;
 
     ngx_shm_zone_t              *stats_zone;
+
+    /* the store: consent_redis*, consent_cache, consent_on_failure */
+    ngx_array_t                 *redis;        /* ngx_http_consent_redis_server_t */
+    ngx_str_t                    redis_prefix;
+    ngx_str_t                    redis_channel;
+    ngx_shm_zone_t              *cache_zone;
+    ngx_msec_t                   cache_ttl;
+    ngx_flag_t                   on_failure_default;
 
     /* where `consent on` first appeared, to name it in errors */
     ngx_str_t                    enabled_file;
@@ -100,6 +125,11 @@ typedef struct {
     ngx_str_t                    stripped;
     ngx_uint_t                   stripped_args;
     ngx_uint_t                   stripped_cookies;
+
+    /* while waiting for Redis: the lookup it waits on (lookup.cpp) */
+    void                        *pending;
+    ngx_queue_t                  wait_link;
+    ngx_http_request_t          *request;
 } ngx_http_consent_ctx_t;
 
 #define NGX_HTTP_CONSENT_START    0
@@ -121,6 +151,12 @@ ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
 /* lookup.cpp */
 ngx_int_t ngx_http_consent_lookup(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
+void ngx_http_consent_lookup_detach(ngx_http_consent_ctx_t *ctx);
+ngx_int_t ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle);
+void ngx_http_consent_lookup_exit_process(ngx_cycle_t *cycle);
+
+/* cache.cpp */
+char *ngx_http_consent_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* filter.cpp */
 ngx_int_t ngx_http_consent_filter_init(ngx_conf_t *cf);
@@ -139,6 +175,28 @@ void ngx_http_consent_count_set_cookies(ngx_http_request_t *r,
 void ngx_http_consent_count_uid(ngx_http_request_t *r,
     consent::UidAction action);
 void ngx_http_consent_count_redirect(ngx_http_request_t *r);
+
+/* the store's counters, indexed by ngx_http_consent_store_counter_e */
+typedef enum {
+    NGX_HTTP_CONSENT_CACHE_HIT = 0,
+    NGX_HTTP_CONSENT_CACHE_MISS,
+    NGX_HTTP_CONSENT_CACHE_EVICTION,
+    NGX_HTTP_CONSENT_REDIS_LOOKUP,
+    NGX_HTTP_CONSENT_REDIS_MERGED,
+    NGX_HTTP_CONSENT_REDIS_TIMEOUT,
+    NGX_HTTP_CONSENT_REDIS_RECONNECT,
+    NGX_HTTP_CONSENT_REDIS_FAST_FAIL,
+    NGX_HTTP_CONSENT_UPDATE_APPLIED,
+    NGX_HTTP_CONSENT_ERR_CONNECT,
+    NGX_HTTP_CONSENT_ERR_IO,
+    NGX_HTTP_CONSENT_ERR_REPLY,       /* LOADING, READONLY, OOM, NOAUTH, ... */
+    NGX_HTTP_CONSENT_ERR_PROTOCOL,    /* wrong type, oversized */
+    NGX_HTTP_CONSENT_ERR_MALFORMED,   /* a record that breaks the schema */
+    NGX_HTTP_CONSENT_STORE_COUNTERS
+} ngx_http_consent_store_counter_e;
+
+void ngx_http_consent_count_store(ngx_cycle_t *cycle,
+    ngx_http_consent_store_counter_e counter);
 
 /* conf.cpp */
 extern ngx_command_t  ngx_http_consent_commands[];

@@ -5,7 +5,7 @@
  * reloads, so counters only ever grow while nginx runs.
  */
 
-#include "ngx_module/ngx_http_consent_module.h"
+#include "ngx_module/ngx_http_consent_cache.h"
 
 
 #define NGX_HTTP_CONSENT_TOKEN_SOURCES   2   /* purl, uid */
@@ -24,6 +24,7 @@ struct ngx_http_consent_stats_s {
     ngx_atomic_t   stripped_set_cookies;
     ngx_atomic_t   redirects;
     ngx_atomic_t   uid[3];                                 /* consent::UidAction */
+    ngx_atomic_t   store[NGX_HTTP_CONSENT_STORE_COUNTERS];
 };
 
 
@@ -181,6 +182,25 @@ ngx_http_consent_count_uid(ngx_http_request_t *r, consent::UidAction action)
 
 
 void
+ngx_http_consent_count_store(ngx_cycle_t *cycle,
+    ngx_http_consent_store_counter_e counter)
+{
+    ngx_http_consent_stats_t      *st;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_cycle_get_module_main_conf(cycle,
+                                                   ngx_http_consent_module);
+    if (cmcf == NULL || cmcf->stats_zone == NULL) {
+        return;
+    }
+
+    st = (ngx_http_consent_stats_t *) cmcf->stats_zone->data;
+    ngx_atomic_fetch_add(&st->store[counter], 1);
+}
+
+
+void
 ngx_http_consent_count_redirect(ngx_http_request_t *r)
 {
     ngx_atomic_fetch_add(&ngx_http_consent_stats(r)->redirects, 1);
@@ -197,6 +217,77 @@ ngx_http_consent_metric_head(u_char *p, const char *name, const char *help)
 {
     return ngx_sprintf(p, "# HELP %s %s\n# TYPE %s counter\n", name, help,
                        name);
+}
+
+
+static u_char *
+ngx_http_consent_status_store(u_char *p, ngx_http_consent_main_conf_t *cmcf,
+    ngx_http_consent_stats_t *st)
+{
+    static const struct {
+        const char  *name;
+        const char  *help;
+        const char  *label;     /* NULL: a metric of its own */
+        ngx_uint_t   counter;
+    } metrics[] = {
+        { "consent_cache_hits_total", "Lookups answered by the shared cache.",
+          NULL, NGX_HTTP_CONSENT_CACHE_HIT },
+        { "consent_cache_misses_total", "Lookups the shared cache could not "
+          "answer (absent, stale or past ttl).", NULL,
+          NGX_HTTP_CONSENT_CACHE_MISS },
+        { "consent_cache_evictions_total", "Records evicted from a full cache.",
+          NULL, NGX_HTTP_CONSENT_CACHE_EVICTION },
+        { "consent_redis_lookups_total", "HGETALL lookups sent to Redis.",
+          NULL, NGX_HTTP_CONSENT_REDIS_LOOKUP },
+        { "consent_redis_merged_total", "Lookups that joined one already in "
+          "flight for the same subject.", NULL, NGX_HTTP_CONSENT_REDIS_MERGED },
+        { "consent_redis_timeouts_total", "Lookups, connects and pings not "
+          "answered in time.", NULL, NGX_HTTP_CONSENT_REDIS_TIMEOUT },
+        { "consent_redis_reconnects_total", "Connections lost after they were "
+          "up.", NULL, NGX_HTTP_CONSENT_REDIS_RECONNECT },
+        { "consent_redis_fast_failures_total", "Lookups failed at once while "
+          "Redis was known to be down.", NULL,
+          NGX_HTTP_CONSENT_REDIS_FAST_FAIL },
+        { "consent_updates_applied_total", "Update messages applied from the "
+          "channel.", NULL, NGX_HTTP_CONSENT_UPDATE_APPLIED },
+    };
+
+    static const struct {
+        const char  *kind;
+        ngx_uint_t   counter;
+    } errors[] = {
+        { "connect", NGX_HTTP_CONSENT_ERR_CONNECT },
+        { "io", NGX_HTTP_CONSENT_ERR_IO },
+        { "reply", NGX_HTTP_CONSENT_ERR_REPLY },
+        { "protocol", NGX_HTTP_CONSENT_ERR_PROTOCOL },
+        { "malformed", NGX_HTTP_CONSENT_ERR_MALFORMED },
+    };
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
+        p = ngx_http_consent_metric_head(p, metrics[i].name, metrics[i].help);
+        p = ngx_sprintf(p, "%s %uA\n", metrics[i].name,
+                        st->store[metrics[i].counter]);
+    }
+
+    p = ngx_http_consent_metric_head(p, "consent_redis_errors_total",
+                                     "Redis errors by kind.");
+    for (i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+        p = ngx_sprintf(p, "consent_redis_errors_total{kind=\"%s\"} %uA\n",
+                        errors[i].kind, st->store[errors[i].counter]);
+    }
+
+    p = ngx_sprintf(p, "# HELP consent_subscription_up 1 while the update "
+                    "channel subscription is alive.\n"
+                    "# TYPE consent_subscription_up gauge\n"
+                    "consent_subscription_up %ui\n",
+                    cmcf->cache_zone
+                    ? ngx_http_consent_cache_subscription_up(
+                          cmcf->cache_zone, (uint64_t) ngx_current_msec)
+                    : (ngx_uint_t) 0);
+
+    return p;
 }
 
 
@@ -228,7 +319,7 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     purpose = (ngx_http_consent_purpose_t *) cmcf->purposes.elts;
 
     /* generous: fixed text, plus one line per label set */
-    size = 4096 + cmcf->purposes.nelts * 2 * (128 + NGX_ATOMIC_T_LEN);
+    size = 8192 + cmcf->purposes.nelts * 2 * (128 + NGX_ATOMIC_T_LEN);
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
@@ -294,6 +385,8 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
                     "consent_uid_cookies_total{action=\"clear\"} %uA\n",
                     st->uid[(int) consent::UidAction::set],
                     st->uid[(int) consent::UidAction::clear]);
+
+    p = ngx_http_consent_status_store(p, cmcf, st);
 
     b->last = p;
     b->last_buf = (r == r->main) ? 1 : 0;

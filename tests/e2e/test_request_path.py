@@ -8,6 +8,7 @@ No Redis here: every subject has no record, so purposes take their defaults
 Run: /usr/bin/python3 tests/e2e/test_request_path.py \
         --module build/ngx_http_consent_module.so --consentctl build/consentctl
 """
+import http.client
 import os
 import re
 import sys
@@ -80,6 +81,9 @@ LOC_STATUS = """
 LOC_INTERNAL = LOC_STATUS + """
         location /ir {{ consent on; error_page 404 = @named; return 404; }}
         location /tf/ {{ consent on; try_files /no-such-file-here @named; }}
+        location /ep/ {{ consent on; proxy_pass http://127.0.0.1:{dead}; error_page 502 = /fb/; }}
+        location /fb/ {{ consent on;
+            {proxy} }}
         location @named {{ consent on;
             {proxy} }}
         location /ar/ {{ consent on; auth_request /auth-sub;
@@ -356,6 +360,16 @@ class TestVariables(ConsentE2E):
         self.assertVars(s, Subject=self.pseudo(SUBJECT2), Subject_Id=SUBJECT2,
                         Status="valid", Campaign="c2", Source="default")
 
+    def test_vars_largest_token_with_punctuation(self):
+        subject = ("S" * 31) + ' !"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~'
+        campaign = "C" * 64
+        self.assertEqual(len(subject), 64)
+        t = self.mint(subject, kid=1, campaign=campaign)
+        self.assertEqual(len(t), 255)
+        s = self.seen("/p?ctk=" + t)
+        self.assertVars(s, Status="valid", Subject_Id=subject, Subject=self.pseudo(subject),
+                        Campaign=campaign)
+
     def test_vars_valid_purl_without_campaign(self):
         t = self.mint()
         s = self.seen("/p?ctk=" + t)
@@ -514,11 +528,58 @@ class TestVariables(ConsentE2E):
 
     # ---- response Set-Cookie -------------------------------------------------------
 
+    def test_upstream_set_cookie_name_with_spaces_filtered(self):
+        r = self.get("/p", [("X-Test-Set-Cookie", "_ga =1|_fbp\t=2; Path=/|keep=1")])
+        self.assertEqual(r.set_cookies(), ["keep=1"])
+
+    def test_upstream_set_cookie_kept_beside_uid_cookie(self):
+        t = self.mint()
+        r = self.get("/p?ctk=" + t, [("X-Test-Set-Cookie", "session=3|_ga=1|other=4; HttpOnly")])
+        others = [c for c in r.set_cookies() if not c.startswith("vid=")]
+        self.assertEqual(others, ["session=3", "other=4; HttpOnly"])
+        self.assertEqual(len(self.vid_set_cookies(r)), 1, r.set_cookies())
+
     def test_upstream_set_cookie_filtered(self):
         r = self.get("/p", [("X-Test-Set-Cookie",
                              "_ga=1; Path=/|_fbp=2|session=3|_ga_ABC=4; Max-Age=10|_gidx=5; Path=/|_gid=6")])
         self.assertEqual(r.status, 200)
         self.assertEqual(r.set_cookies(), ["session=3", "_gidx=5; Path=/"])
+
+    def test_keepalive_requests_are_independent(self):
+        t = self.mint(campaign=CAMPAIGN)
+        u = self.mint(SUBJECT2, kind="uid")
+        conn = http.client.HTTPConnection("127.0.0.1", self.ngx.port, timeout=10)
+        try:
+            def one(target, headers):
+                conn.putrequest("GET", target, skip_accept_encoding=True)
+                for k, v in headers:
+                    conn.putheader(k, v)
+                conn.endheaders()
+                resp = conn.getresponse()
+                body = resp.read()
+                self.assertEqual(resp.status, 200)
+                return H.Seen(H.Response(resp.status, resp.reason, resp.getheaders(), body, "")), \
+                    [v for k, v in resp.getheaders() if k.lower() == "set-cookie"]
+            s, sc = one("/p?ctk=%s&utm_source=1&k=1" % t, [("Cookie", "_ga=1; a=1")])
+            self.assertVars(s, Status="valid", Subject_Id=SUBJECT, Campaign=CAMPAIGN,
+                            Stripped="ctk,utm_source,_ga")
+            self.assertEqual(len([c for c in sc if c.startswith("vid=")]), 1, sc)
+            s, sc = one("/p?k=2", [])
+            self.assertEqual(s.target, "/p?k=2")
+            self.assertVars(s, Status="none", Subject_Id=None, Campaign=None, Stripped=None,
+                            Source="none")
+            self.assertEqual(sc, [])
+            s, sc = one("/p?k=3", [("Cookie", "vid=" + u), ("Sec-GPC", "1")])
+            self.assertVars(s, Status="valid", Subject_Id=SUBJECT2, Campaign=None,
+                            Stripped="vid", Purposes="service")
+            self.assertEqual(s.cookies, [])
+            self.assertEqual(len([c for c in sc if c.startswith("vid=;")]), 1, sc)
+            s, sc = one("/p?k=4", [("Cookie", "a=1")])
+            self.assertVars(s, Status="none", Subject_Id=None, Purposes="service,personalization")
+            self.assertEqual(s.cookies, ["a=1"])
+        finally:
+            conn.close()
+
 
 class TestUidCookie(ConsentE2E):
 
@@ -740,6 +801,7 @@ class TestTokenRedirect(ConsentE2E):
     def test_redirect_token_only_and_path_kept(self):
         t = self.mint()
         for target, tail in [("/r/landing?ctk=" + t, "/r/landing"),
+                             ("/r/x?a=%41&ctk=" + t + "&b=+&utm_source=1&=&c", "/r/x?a=%41&b=+&=&c"),
                              ("/r/a%2Fb/c?k=1&ctk=" + t, "/r/a%2Fb/c?k=1")]:
             with self.subTest(target=target):
                 r = self.get(target)
@@ -754,6 +816,15 @@ class TestTokenRedirect(ConsentE2E):
         self.assertEqual(r.status, 302, r)
         self.assertTrue((r.header("Location") or "").endswith("/r/landing?page=2"), r)
         self.assertEqual(self.up.count, before)
+        self.assertEqual(len(self.vid_set_cookies(r)), 1, r.set_cookies())
+
+    def test_redirect_other_methods_are_proxied(self):
+        t = self.mint()
+        for method in ("PUT", "DELETE", "OPTIONS"):
+            with self.subTest(method):
+                r = self.ngx.request(method, "/r/x?ctk=%s&k=1" % t, body="" if method == "PUT" else None)
+                s = H.Seen(r)
+                self.assertEqual((s.method, s.target), (method, "/r/x?k=1"))
 
     def test_redirect_post_is_proxied(self):
         t = self.mint()
@@ -822,6 +893,33 @@ class TestInternalRedirectsAndSubrequests(ConsentE2E):
     def test_internal_redirect_after_decision(self):
         # the module decides in /tf/ (preaccess), then try_files jumps to @named
         self._internal_redirect("/tf/x")
+
+    def test_internal_redirect_after_upstream_error(self):
+        # /ep/ decides and proxies to a dead port; error_page 502 = /fb/
+        # redirects internally: still one decision, one UID cookie
+        t = self.mint()
+        before = self.status()
+        r = self.get("/ep/x?ctk=%s&utm_source=a&page=2" % t,
+                     [("Cookie", "_ga=1; a=1"), ("X-Test-Set-Cookie", "_fbp=1|s=2")])
+        after = self.status()
+        s = H.Seen(r)
+        self.assertEqual(s.target.split("?")[0], "/fb/")
+        self.assertNotIn("ctk=", s.target)
+        self.assertNotIn("utm_source", s.target)
+        self.assertEqual(s.cookies, ["a=1"])
+        self.assertVars(s, Status="valid", Subject_Id=SUBJECT, Stripped="ctk,utm_source,_ga")
+        vids = [c for c in r.set_cookies() if c.startswith("vid=")]
+        self.assertEqual(len(vids), 1, r.set_cookies())
+        self.assertEqual([c for c in r.set_cookies() if not c.startswith("vid=")], ["s=2"])
+
+        def d(name, **labels):
+            k = H.series(name, **labels)
+            return after.get(k, 0) - before.get(k, 0)
+        self.assertEqual(d("consent_requests_total"), 1)
+        self.assertEqual(d("consent_tokens_total", source="purl", status="valid"), 1)
+        self.assertEqual(d("consent_uid_cookies_total", action="set"), 1)
+        self.assertEqual(d("consent_stripped_args_total"), 2)
+        self.assertEqual(d("consent_stripped_cookies_total"), 1)
 
 class TestStatus(ConsentE2E):
     locations = LOC_STATUS + LOC_REDIRECT

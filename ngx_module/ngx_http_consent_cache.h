@@ -1,0 +1,53 @@
+/*
+ * The shared-memory cache of consent records (ngx_http_consent_cache.cpp).
+ */
+
+#ifndef NGX_HTTP_CONSENT_CACHE_H_INCLUDED_
+#define NGX_HTTP_CONSENT_CACHE_H_INCLUDED_
+
+#include "ngx_module/ngx_http_consent_module.h"
+
+#include <string_view>
+
+#include "store/cache_rules.h"
+
+
+/*
+ * The subscriber refreshes its heartbeat every second; after this long
+ * without one, the subscription counts as down and nothing cached is
+ * served (a worker killed outright cannot say goodbye).
+ */
+#define NGX_HTTP_CONSENT_HEARTBEAT_EVERY  1000
+#define NGX_HTTP_CONSENT_HEARTBEAT_DEAD   3000
+
+
+/* Copies the subject's slot; 0 when it has none. */
+ngx_uint_t ngx_http_consent_cache_get(ngx_shm_zone_t *zone,
+    std::string_view subject, consent::CacheSlot *slot);
+
+/* Stores a read (record NULL: Redis had none); 0 when refused or full. */
+ngx_uint_t ngx_http_consent_cache_store(ngx_shm_zone_t *zone,
+    std::string_view subject, const consent::Record *record, uint64_t now_ms,
+    ngx_cycle_t *cycle);
+
+/* "<subject> <v>" from the channel. */
+void ngx_http_consent_cache_announce(ngx_shm_zone_t *zone,
+    std::string_view subject, uint64_t version, ngx_cycle_t *cycle);
+
+/* "*" from the channel: everything cached so far is stale. */
+void ngx_http_consent_cache_flush(ngx_shm_zone_t *zone, uint64_t now_ms);
+
+/* This process has just (re)subscribed to the channel. */
+void ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms);
+/* This process's subscription is alive. */
+void ngx_http_consent_cache_heartbeat(ngx_shm_zone_t *zone, uint64_t now_ms);
+/* This process's subscription is gone. */
+void ngx_http_consent_cache_unsubscribed(ngx_shm_zone_t *zone);
+/* Some process's subscription is alive (the gauge of consent_status). */
+ngx_uint_t ngx_http_consent_cache_subscription_up(ngx_shm_zone_t *zone,
+    uint64_t now_ms);
+
+consent::CacheClock ngx_http_consent_cache_clock(ngx_shm_zone_t *zone,
+    ngx_msec_t ttl, uint64_t now_ms);
+
+#endif /* NGX_HTTP_CONSENT_CACHE_H_INCLUDED_ */

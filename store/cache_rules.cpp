@@ -1,0 +1,38 @@
+#include "store/cache_rules.h"
+
+namespace consent {
+
+namespace {
+
+// The version a slot holds: a negative entry counts as version 0.
+uint64_t held_version(const CacheSlot& slot) noexcept { return slot.exists ? slot.record.version : 0; }
+
+}  // namespace
+
+SlotState slot_state(const CacheSlot& slot, const CacheClock& clock) noexcept {
+    if (!slot.filled || !clock.subscribed) return SlotState::stale;
+    // Filled before the current subscription began: an announcement may
+    // have been lost in the gap.
+    if (slot.fetched_ms < clock.valid_since_ms) return SlotState::stale;
+    // now < fetched + ttl, without overflowing near UINT64_MAX. A clock that
+    // stepped back (now < fetched) is still within the ttl.
+    if (clock.now_ms >= slot.fetched_ms && clock.now_ms - slot.fetched_ms >= clock.ttl_ms) return SlotState::stale;
+    if (slot.announced > held_version(slot)) return SlotState::stale;
+    return SlotState::fresh;
+}
+
+void slot_announce(CacheSlot* slot, uint64_t version) noexcept {
+    if (version > slot->announced) slot->announced = version;
+}
+
+bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms) noexcept {
+    const uint64_t read_version = record ? record->version : 0;
+    if (read_version < slot->announced) return false;
+    slot->filled = true;
+    slot->exists = record != nullptr;
+    slot->record = record ? *record : Record{};
+    slot->fetched_ms = now_ms;
+    return true;
+}
+
+}  // namespace consent

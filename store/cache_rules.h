@@ -1,0 +1,53 @@
+// When a cached consent record may be served, and which reads may replace
+// it. The rules live here, apart from the shared-memory plumbing, so they
+// can be tested alone. A CacheSlot is plain data: it lives in shared memory.
+//
+// Pub/sub is at-most-once: a message published while an edge is not
+// subscribed is lost. So a slot filled before the current subscription
+// began (valid_since) can't be trusted, and while there is no subscription
+// nothing can.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "policy/purposes.h"
+
+namespace consent {
+
+struct CacheSlot {
+    uint64_t fetched_ms = 0;   // when the value was read from Redis; 0: never
+    uint64_t announced = 0;    // highest version announced on the channel
+    bool filled = false;       // a read filled the slot (exists says what it found)
+    bool exists = false;       // Redis had a record; false: a negative entry
+    Record record;             // when exists
+};
+static_assert(std::is_trivially_copyable<CacheSlot>::value, "CacheSlot lives in shared memory");
+
+enum class SlotState : uint8_t {
+    fresh,  // serve it
+    stale,  // read Redis again
+};
+
+struct CacheClock {
+    uint64_t now_ms = 0;
+    uint64_t ttl_ms = 0;
+    bool subscribed = false;     // the channel subscription is up
+    uint64_t valid_since_ms = 0; // when the current subscription began
+};
+
+// Fresh when: filled, subscribed, fetched at or after valid_since_ms, within
+// ttl (now < fetched + ttl), and no newer version was announced since.
+SlotState slot_state(const CacheSlot& slot, const CacheClock& clock) noexcept;
+
+// Applies "<subject> <v>": remembers the highest announced version. A slot
+// holding an older version becomes stale by that (see slot_state).
+void slot_announce(CacheSlot* slot, uint64_t version) noexcept;
+
+// Stores a read: `record` (nullptr when Redis had none) fetched at now_ms.
+// Refused (false, slot unchanged) when an announced version is newer than
+// what was read: a read that raced an update never replaces the newer value.
+// A negative read counts as version 0.
+bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms) noexcept;
+
+}  // namespace consent

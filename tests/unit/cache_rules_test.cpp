@@ -1,0 +1,199 @@
+#include "store/cache_rules.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+using namespace consent;
+
+namespace {
+
+constexpr uint64_t kTtl = 60'000;
+constexpr uint64_t kT0 = 1'700'000'000'000;  // the subscription began here
+
+Record rec(uint64_t version) {
+    Record r;
+    r.version = version;
+    r.granted = purpose_bit(1);
+    return r;
+}
+
+CacheClock at(uint64_t now_ms) {
+    CacheClock c;
+    c.now_ms = now_ms;
+    c.ttl_ms = kTtl;
+    c.subscribed = true;
+    c.valid_since_ms = kT0;
+    return c;
+}
+
+bool fresh(const CacheSlot& s, uint64_t now_ms) { return slot_state(s, at(now_ms)) == SlotState::fresh; }
+
+}  // namespace
+
+TEST(CacheRules, EmptySlotIsStale) {
+    CacheSlot s;
+    EXPECT_FALSE(fresh(s, kT0 + 1));
+}
+
+TEST(CacheRules, FreshWithinTtlOnly) {
+    CacheSlot s;
+    const Record r = rec(3);
+    ASSERT_TRUE(slot_store(&s, &r, kT0 + 1000));
+    EXPECT_TRUE(s.filled);
+    EXPECT_TRUE(s.exists);
+    EXPECT_EQ(s.record.version, 3u);
+    EXPECT_EQ(s.record.granted, purpose_bit(1));
+    EXPECT_EQ(s.fetched_ms, kT0 + 1000);
+    EXPECT_TRUE(fresh(s, kT0 + 1000));
+    EXPECT_TRUE(fresh(s, kT0 + 1000 + kTtl - 1));
+    EXPECT_FALSE(fresh(s, kT0 + 1000 + kTtl));  // now < fetched + ttl, strictly
+    EXPECT_FALSE(fresh(s, kT0 + 1000 + 10 * kTtl));
+}
+
+TEST(CacheRules, ZeroTtlNeverServes) {
+    CacheSlot s;
+    const Record r = rec(1);
+    ASSERT_TRUE(slot_store(&s, &r, kT0 + 5));
+    CacheClock c = at(kT0 + 5);
+    c.ttl_ms = 0;
+    EXPECT_EQ(slot_state(s, c), SlotState::stale);
+}
+
+TEST(CacheRules, TtlDoesNotOverflow) {
+    CacheSlot s;
+    const Record r = rec(1);
+    ASSERT_TRUE(slot_store(&s, &r, UINT64_MAX - 10));
+    CacheClock c = at(UINT64_MAX - 5);
+    EXPECT_EQ(slot_state(s, c), SlotState::fresh);
+    c.ttl_ms = UINT64_MAX;
+    EXPECT_EQ(slot_state(s, c), SlotState::fresh);
+    c.ttl_ms = 5;
+    EXPECT_EQ(slot_state(s, c), SlotState::stale);
+}
+
+TEST(CacheRules, NotSubscribedIsStale) {
+    CacheSlot s;
+    const Record r = rec(2);
+    ASSERT_TRUE(slot_store(&s, &r, kT0 + 10));
+    CacheClock c = at(kT0 + 20);
+    c.subscribed = false;
+    EXPECT_EQ(slot_state(s, c), SlotState::stale);
+    c.subscribed = true;
+    EXPECT_EQ(slot_state(s, c), SlotState::fresh);
+}
+
+TEST(CacheRules, FilledBeforeTheSubscriptionIsStale) {
+    CacheSlot s;
+    const Record r = rec(2);
+    ASSERT_TRUE(slot_store(&s, &r, kT0 - 1));
+    EXPECT_FALSE(fresh(s, kT0 + 1));  // an announcement may have been lost in the gap
+    ASSERT_TRUE(slot_store(&s, &r, kT0));
+    EXPECT_TRUE(fresh(s, kT0 + 1));  // at valid_since is fine
+    // Resubscribed later: the same slot is stale again.
+    CacheClock c = at(kT0 + 100);
+    c.valid_since_ms = kT0 + 50;
+    EXPECT_EQ(slot_state(s, c), SlotState::stale);
+}
+
+TEST(CacheRules, AnnouncementOfNewerVersionMakesStale) {
+    CacheSlot s;
+    const Record r = rec(4);
+    ASSERT_TRUE(slot_store(&s, &r, kT0 + 1));
+    slot_announce(&s, 3);  // older: no effect
+    EXPECT_EQ(s.announced, 3u);
+    EXPECT_TRUE(fresh(s, kT0 + 2));
+    slot_announce(&s, 4);  // the version held
+    EXPECT_TRUE(fresh(s, kT0 + 2));
+    slot_announce(&s, 5);
+    EXPECT_EQ(s.announced, 5u);
+    EXPECT_FALSE(fresh(s, kT0 + 2));
+    slot_announce(&s, 2);  // out of order: the highest is remembered
+    EXPECT_EQ(s.announced, 5u);
+    EXPECT_FALSE(fresh(s, kT0 + 2));
+}
+
+TEST(CacheRules, ReadRacingAnUpdateNeverReplacesIt) {
+    CacheSlot s;
+    const Record r4 = rec(4), r5 = rec(5), r6 = rec(6);
+    ASSERT_TRUE(slot_store(&s, &r4, kT0 + 1));
+    slot_announce(&s, 5);
+    // A read that started before the write returns v4: refused, slot unchanged.
+    const CacheSlot before = s;
+    EXPECT_FALSE(slot_store(&s, &r4, kT0 + 2));
+    EXPECT_EQ(s.fetched_ms, before.fetched_ms);
+    EXPECT_EQ(s.record.version, 4u);
+    EXPECT_EQ(s.announced, 5u);
+    EXPECT_FALSE(fresh(s, kT0 + 3));
+    // A read of v5 or newer is taken, and the announcement is kept.
+    ASSERT_TRUE(slot_store(&s, &r6, kT0 + 3));
+    EXPECT_EQ(s.record.version, 6u);
+    EXPECT_EQ(s.announced, 5u);
+    EXPECT_TRUE(fresh(s, kT0 + 4));
+    // v5 is announced equal: accepted.
+    CacheSlot t;
+    slot_announce(&t, 5);
+    EXPECT_TRUE(slot_store(&t, &r5, kT0 + 3));
+    EXPECT_TRUE(fresh(t, kT0 + 4));
+}
+
+TEST(CacheRules, NegativeEntries) {
+    CacheSlot s;
+    ASSERT_TRUE(slot_store(&s, nullptr, kT0 + 1));
+    EXPECT_TRUE(s.filled);
+    EXPECT_FALSE(s.exists);
+    EXPECT_EQ(s.record.version, 0u);
+    EXPECT_TRUE(fresh(s, kT0 + 2));
+    EXPECT_FALSE(fresh(s, kT0 + 1 + kTtl));
+    // A record appears (v1 announced): the negative entry goes stale, and a
+    // read that still finds nothing does not replace it.
+    slot_announce(&s, 1);
+    EXPECT_FALSE(fresh(s, kT0 + 2));
+    EXPECT_FALSE(slot_store(&s, nullptr, kT0 + 3));
+    EXPECT_FALSE(s.exists);
+    EXPECT_EQ(s.fetched_ms, kT0 + 1);
+    const Record r1 = rec(1);
+    ASSERT_TRUE(slot_store(&s, &r1, kT0 + 4));
+    EXPECT_TRUE(s.exists);
+    EXPECT_TRUE(fresh(s, kT0 + 5));
+}
+
+TEST(CacheRules, StoreReplacesARecordWithANegativeEntry) {
+    CacheSlot s;
+    const Record r = rec(2);
+    ASSERT_TRUE(slot_store(&s, &r, kT0 + 1));
+    // Nothing announced: a later read that finds no record (the key was
+    // deleted) is taken.
+    ASSERT_TRUE(slot_store(&s, nullptr, kT0 + 2));
+    EXPECT_TRUE(s.filled);
+    EXPECT_FALSE(s.exists);
+    EXPECT_EQ(s.record.version, 0u);
+    EXPECT_EQ(s.record.granted, 0u);
+    EXPECT_TRUE(fresh(s, kT0 + 3));
+}
+
+TEST(CacheRules, AnnouncementForNeverFilledSlot) {
+    CacheSlot s;
+    slot_announce(&s, 3);
+    EXPECT_FALSE(s.filled);
+    EXPECT_FALSE(fresh(s, kT0 + 1));
+    EXPECT_FALSE(slot_store(&s, nullptr, kT0 + 1));  // nothing read: older than v3
+    EXPECT_FALSE(s.filled);
+    EXPECT_EQ(s.fetched_ms, 0u);
+    const Record r2 = rec(2), r3 = rec(3);
+    EXPECT_FALSE(slot_store(&s, &r2, kT0 + 1));
+    EXPECT_FALSE(s.filled);
+    ASSERT_TRUE(slot_store(&s, &r3, kT0 + 1));
+    EXPECT_TRUE(fresh(s, kT0 + 2));
+}
+
+TEST(CacheRules, SlotIsPlainData) {
+    static_assert(std::is_trivially_copyable<CacheSlot>::value);
+    CacheSlot s;
+    const Record r = rec(7);
+    ASSERT_TRUE(slot_store(&s, &r, kT0 + 1));
+    CacheSlot copy;
+    std::memcpy(&copy, &s, sizeof s);
+    EXPECT_TRUE(fresh(copy, kT0 + 2));
+    EXPECT_EQ(copy.record.version, 7u);
+}
