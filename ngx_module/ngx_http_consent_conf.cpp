@@ -345,6 +345,17 @@ ngx_http_consent_purpose(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    /* the record's own fields cannot double as purposes */
+    if (ngx_strcmp(value[1].data, "v") == 0
+        || ngx_strcmp(value[1].data, "exp") == 0
+        || ngx_strcmp(value[1].data, "erased") == 0)
+    {
+        ngx_http_consent_conf_error(cf, "\"consent_purpose\": \"%V\" is a "
+                                    "field of the consent record, not a "
+                                    "purpose name", &value[1]);
+        return (char *) NGX_CONF_ERROR;
+    }
+
     if (ngx_http_consent_purpose_index(cmcf, &value[1]) >= 0) {
         ngx_http_consent_conf_error(cf, "\"consent_purpose\": duplicate "
                                     "purpose \"%V\"", &value[1]);

@@ -45,7 +45,9 @@ typedef struct {
     ngx_pool_t                    *pool;
     ngx_http_consent_redis_t       lookup;
     ngx_http_consent_redis_t       sub;
-    ngx_uint_t                     subscribing;
+    ngx_event_t                    heartbeat;
+    ngx_str_t                      heartbeat_channel;
+    uint64_t                       heartbeat_rx;
 
     ngx_rbtree_t                   pending;
     ngx_rbtree_node_t              sentinel;
@@ -63,7 +65,6 @@ static ngx_http_consent_worker_t  *ngx_http_consent_worker;
 static void ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_consent_lookup_timeout(ngx_event_t *ev);
-static void ngx_http_consent_subscribe(ngx_http_consent_redis_t *rc);
 
 
 static uint64_t
@@ -394,17 +395,38 @@ ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 /* ---- the subscription (worker 0) --------------------------------------- */
 
+/*
+ * Proof that the subscription delivers: worker 0 publishes a heartbeat on
+ * a channel of its own every second, through its lookup connection, and
+ * its subscriber listens for it. A subscription that stops delivering (a
+ * half-open socket, a partition) stops the heartbeats, and after
+ * NGX_HTTP_CONSENT_HEARTBEAT_DEAD nothing cached is served and the
+ * subscriber reconnects. (hiredis 0.14 cannot route the reply of a PING
+ * sent on a subscribed connection, so a plain PING cannot do this.)
+ */
+
 static void
 ngx_http_consent_apply_message(ngx_http_consent_redis_t *rc, redisReply *reply)
 {
-    redisReply                    *payload;
+    uint64_t                       now;
+    redisReply                    *channel, *payload;
     consent::UpdateMessage         msg;
-    ngx_http_consent_main_conf_t  *cmcf = ngx_http_consent_worker->cmcf;
+    ngx_http_consent_worker_t     *w = ngx_http_consent_worker;
+    ngx_http_consent_main_conf_t  *cmcf = w->cmcf;
 
+    channel = reply->element[1];
     payload = reply->element[2];
-    uint64_t now = ngx_http_consent_now_ms();
+    now = ngx_http_consent_now_ms();
 
-    ngx_http_consent_cache_heartbeat(cmcf->cache_zone, now);
+    if (channel->type == REDIS_REPLY_STRING
+        && (size_t) channel->len == w->heartbeat_channel.len
+        && ngx_strncmp(channel->str, w->heartbeat_channel.data,
+                       channel->len) == 0)
+    {
+        w->heartbeat_rx = now;
+        ngx_http_consent_cache_heartbeat(cmcf->cache_zone, now);
+        return;
+    }
 
     if (payload->type != REDIS_REPLY_STRING
         || !consent::parse_update(std::string_view(payload->str, payload->len),
@@ -430,8 +452,9 @@ static void
 ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
-    redisReply                *reply = (redisReply *) r;
-    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) privdata;
+    redisReply                 *reply = (redisReply *) r;
+    ngx_http_consent_worker_t  *w = ngx_http_consent_worker;
+    ngx_http_consent_redis_t   *rc = (ngx_http_consent_redis_t *) privdata;
 
     if (reply == NULL || rc->ac != ac) {
         return;
@@ -450,19 +473,19 @@ ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
         return;
     }
 
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1
+    /* ["subscribe", channel, count]: the update channel is the first */
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
         && reply->element[0]->type == REDIS_REPLY_STRING
         && reply->element[0]->len == 9
-        && ngx_strncmp(reply->element[0]->str, "subscribe", 9) == 0)
+        && ngx_strncmp(reply->element[0]->str, "subscribe", 9) == 0
+        && reply->element[2]->type == REDIS_REPLY_INTEGER
+        && reply->element[2]->integer == 1)
     {
         ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
-                      "consent: subscribed to \"%V\"",
-                      &ngx_http_consent_worker->cmcf->redis_channel);
+                      "consent: subscribed to \"%V\"", &w->cmcf->redis_channel);
 
-        ngx_http_consent_cache_subscribed(
-            ngx_http_consent_worker->cmcf->cache_zone,
-            ngx_http_consent_now_ms());
-        ngx_http_consent_worker->subscribing = 0;
+        w->heartbeat_rx = ngx_http_consent_now_ms();
+        ngx_http_consent_cache_subscribed(w->cmcf->cache_zone, w->heartbeat_rx);
     }
 }
 
@@ -470,34 +493,22 @@ ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
 static void
 ngx_http_consent_subscribe(ngx_http_consent_redis_t *rc)
 {
-    const char                    *argv[2];
-    size_t                         argvlen[2];
-    ngx_http_consent_main_conf_t  *cmcf = ngx_http_consent_worker->cmcf;
+    const char                    *argv[3];
+    size_t                         argvlen[3];
+    ngx_http_consent_worker_t     *w = ngx_http_consent_worker;
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = 9;
-    argv[1] = (const char *) cmcf->redis_channel.data;
-    argvlen[1] = cmcf->redis_channel.len;
+    argv[1] = (const char *) w->cmcf->redis_channel.data;
+    argvlen[1] = w->cmcf->redis_channel.len;
+    argv[2] = (const char *) w->heartbeat_channel.data;
+    argvlen[2] = w->heartbeat_channel.len;
 
     if (ngx_http_consent_redis_send(rc, ngx_http_consent_subscribe_reply, rc,
-                                    2, argv, argvlen)
+                                    3, argv, argvlen)
         != NGX_OK)
     {
         ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_IO);
-        return;
-    }
-
-    ngx_http_consent_worker->subscribing = 1;
-}
-
-
-static void
-ngx_http_consent_subscriber_pong(ngx_http_consent_redis_t *rc)
-{
-    if (!ngx_http_consent_worker->subscribing) {
-        ngx_http_consent_cache_heartbeat(
-            ngx_http_consent_worker->cmcf->cache_zone,
-            ngx_http_consent_now_ms());
     }
 }
 
@@ -507,6 +518,39 @@ ngx_http_consent_subscriber_down(ngx_http_consent_redis_t *rc)
 {
     /* from now on nothing cached is served */
     ngx_http_consent_cache_unsubscribed(ngx_http_consent_worker->cmcf->cache_zone);
+}
+
+
+static void
+ngx_http_consent_heartbeat(ngx_event_t *ev)
+{
+    uint64_t                    now;
+    const char                 *argv[3];
+    size_t                      argvlen[3];
+    ngx_http_consent_worker_t  *w = ngx_http_consent_worker;
+
+    now = ngx_http_consent_now_ms();
+
+    if (w->sub.ready && now > w->heartbeat_rx + NGX_HTTP_CONSENT_HEARTBEAT_DEAD) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "consent: no heartbeat through the update channel "
+                      "subscription, resubscribing");
+        ngx_http_consent_cache_unsubscribed(w->cmcf->cache_zone);
+        ngx_http_consent_redis_close(&w->sub, NGX_HTTP_CONSENT_REDIS_TIMEOUT);
+    }
+
+    if (w->lookup.ready) {
+        argv[0] = "PUBLISH";
+        argvlen[0] = 7;
+        argv[1] = (const char *) w->heartbeat_channel.data;
+        argvlen[1] = w->heartbeat_channel.len;
+        argv[2] = "hb";
+        argvlen[2] = 2;
+        (void) ngx_http_consent_redis_send(&w->lookup, NULL, NULL, 3, argv,
+                                           argvlen);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_CONSENT_HEARTBEAT_EVERY);
 }
 
 
@@ -570,14 +614,30 @@ ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle)
     ngx_http_consent_redis_connect(&w->lookup);
 
     if (cmcf->cache_zone && ngx_worker == 0) {
-        ngx_http_consent_redis_init(&w->sub, &server[0], cycle,
-                                    NGX_HTTP_CONSENT_HEARTBEAT_EVERY);
+        /* <channel>:hb:<pid>: a name of its own, any collision harmless */
+        w->heartbeat_channel.data = (u_char *)
+            ngx_pnalloc(cycle->pool, cmcf->redis_channel.len
+                                     + sizeof(":hb:") + NGX_INT64_LEN);
+        if (w->heartbeat_channel.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        w->heartbeat_channel.len =
+            ngx_sprintf(w->heartbeat_channel.data, "%V:hb:%P",
+                        &cmcf->redis_channel, ngx_pid)
+            - w->heartbeat_channel.data;
+
+        /* liveness comes from the heartbeat, not from PING (see above) */
+        ngx_http_consent_redis_init(&w->sub, &server[0], cycle, 0);
         w->sub.subscriber = 1;
         w->sub.on_ready = ngx_http_consent_subscribe;
-        w->sub.on_pong = ngx_http_consent_subscriber_pong;
         w->sub.on_down = ngx_http_consent_subscriber_down;
-        w->sub.on_message = ngx_http_consent_apply_message;
         ngx_http_consent_redis_connect(&w->sub);
+
+        w->heartbeat.handler = ngx_http_consent_heartbeat;
+        w->heartbeat.log = cycle->log;
+        w->heartbeat.cancelable = 1;
+        ngx_add_timer(&w->heartbeat, NGX_HTTP_CONSENT_HEARTBEAT_EVERY);
     }
 
     return NGX_OK;
@@ -608,6 +668,10 @@ ngx_http_consent_lookup_exit_process(ngx_cycle_t *cycle)
         }
 
         ngx_http_consent_pending_done(p);
+    }
+
+    if (w->heartbeat.timer_set) {
+        ngx_del_timer(&w->heartbeat);
     }
 
     if (w->sub.server) {

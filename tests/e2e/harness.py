@@ -642,3 +642,155 @@ def series(name, **labels):
     if not labels:
         return name
     return name + "{" + ",".join('%s="%s"' % (k, labels[k]) for k in sorted(labels)) + "}"
+
+
+# --------------------------------------------------------------------------
+# a private redis-server
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+_LIVE_REDIS = set()  # RedisServer objects not cleaned up yet
+
+
+def _cleanup_redis():
+    for r in list(_LIVE_REDIS):
+        try:
+            r.cleanup()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+atexit.register(_cleanup_redis)
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1 (no persistence) in its own temp
+    directory; optionally with a password and a unix socket. kill() and
+    start() again keep the same port and socket path."""
+
+    def __init__(self, password=None, unixsocket=False, port=None):
+        self.dir = tempfile.mkdtemp(prefix="consent-redis-")
+        os.chmod(self.dir, 0o755)
+        self.port = port or free_port()
+        self.password = password
+        self.unixsocket = os.path.join(self.dir, "redis.sock") if unixsocket else None
+        self.proc = None
+        self.stopped = False  # SIGSTOP sent and no SIGCONT yet
+        _LIVE_REDIS.add(self)
+
+    @property
+    def address(self):
+        """The address for consent_redis / consentctl --redis (TCP)."""
+        return "127.0.0.1:%d" % self.port
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log")) as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+    def start(self, timeout=10.0):
+        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--dir", self.dir,
+               "--logfile", os.path.join(self.dir, "redis.log")]
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        if self.unixsocket:
+            cmd += ["--unixsocket", self.unixsocket, "--unixsocketperm", "777"]
+        deadline = time.time() + timeout
+        while True:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            while time.time() < deadline and self.proc.poll() is None:
+                try:
+                    if self.cli("PING", timeout=2) == ["PONG"]:
+                        return self
+                except Exception:  # noqa: BLE001 - not up yet
+                    pass
+                time.sleep(0.02)
+            if self.proc.poll() is None or time.time() >= deadline:
+                self.kill()
+                raise RuntimeError("redis-server did not start:\n" + self.log())
+            time.sleep(0.1)  # exited (e.g. port briefly busy): try again
+
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL, and wait for the process to be gone."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+        self.stopped = False
+
+    def sigstop(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.stopped = True
+
+    def sigcont(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.stopped = False
+
+    def cleanup(self):
+        _LIVE_REDIS.discard(self)
+        try:
+            self.sigcont()
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+        finally:
+            if os.environ.get("E2E_KEEP"):
+                sys.stderr.write("E2E_KEEP: kept %s\n" % self.dir)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def cli_cmd(self, *args, db=None, password=None):
+        cmd = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)]
+        pw = self.password if password is None else password
+        if pw:
+            cmd += ["-a", pw, "--no-auth-warning"]
+        if db is not None:
+            cmd += ["-n", str(db)]
+        return cmd + [str(a) for a in args]
+
+    def cli(self, *args, db=None, timeout=10):
+        """redis-cli (raw output when not a tty); its output lines. An error
+        reply comes back as a line starting with ERR / WRONGTYPE ..."""
+        r = subprocess.run(self.cli_cmd(*args, db=db), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError("redis-cli %s: rc=%d %s" % (args[:3], r.returncode,
+                                                            r.stderr.decode("latin-1")))
+        out = r.stdout.decode("latin-1")
+        if out.endswith("\n"):
+            out = out[:-1]
+        return out.split("\n") if out else []
+
+    def commandstats(self):
+        """{'hgetall': calls, ...} from INFO commandstats."""
+        stats = {}
+        for line in self.cli("INFO", "commandstats"):
+            m = re.match(r"^cmdstat_([^:]+):calls=(\d+)", line.strip())
+            if m:
+                stats[m.group(1)] = int(m.group(2))
+        return stats
+
+    def calls(self, command):
+        return self.commandstats().get(command.lower(), 0)
