@@ -8,6 +8,7 @@
 
 #include <exception>
 
+#include "ngx_module/ngx_http_consent_headers.h"
 #include "policy/cookie_rewrite.h"
 
 
@@ -71,10 +72,10 @@ static ngx_int_t
 ngx_http_consent_filter_set_cookies(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx)
 {
-    ngx_uint_t             i, removed;
-    ngx_list_part_t       *part;
-    ngx_table_elt_t       *h;
-    consent::StripPolicy   policy;
+    ngx_uint_t                   removed;
+    ngx_table_elt_t             *h;
+    consent::StripPolicy         policy;
+    ngx_http_consent_headers_t   it;
 
     if (ctx->conf->strip_cookies == NULL) {
         return NGX_OK;
@@ -84,33 +85,15 @@ ngx_http_consent_filter_set_cookies(ngx_http_request_t *r,
     policy.granted = ctx->decision.granted;
     removed = 0;
 
-    part = &r->headers_out.headers.part;
-    h = (ngx_table_elt_t *) part->elts;
+    ngx_http_consent_headers_init(&it, &r->headers_out.headers, "Set-Cookie",
+                                  sizeof("Set-Cookie") - 1);
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = (ngx_table_elt_t *) part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != sizeof("Set-Cookie") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Set-Cookie",
-                               sizeof("Set-Cookie") - 1) != 0)
-        {
-            continue;
-        }
-
-        std::string_view value((const char *) h[i].value.data, h[i].value.len);
+    while ((h = ngx_http_consent_headers_next(&it))) {
+        std::string_view value((const char *) h->value.data, h->value.len);
 
         if (policy.removes(consent::set_cookie_name(value))) {
             /* the header filter skips what has no hash */
-            h[i].hash = 0;
+            h->hash = 0;
             removed++;
         }
     }

@@ -12,12 +12,13 @@
 
 #include <exception>
 
+#include "ngx_module/ngx_http_consent_headers.h"
 #include "policy/cookie_rewrite.h"
 #include "policy/query_rewrite.h"
 
 
 static ngx_int_t ngx_http_consent_handle(ngx_http_request_t *r);
-static void ngx_http_consent_extract(ngx_http_request_t *r,
+static ngx_int_t ngx_http_consent_extract(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_main_conf_t *cmcf,
     ngx_http_consent_loc_conf_t *clcf);
 static void ngx_http_consent_decide(ngx_http_request_t *r,
@@ -33,22 +34,12 @@ static ngx_int_t ngx_http_consent_set_uri(ngx_http_request_t *r,
     ngx_str_t *args, ngx_uint_t request_line_only);
 static ngx_int_t ngx_http_consent_redirect(ngx_http_request_t *r,
     ngx_str_t *args);
-static void ngx_http_consent_remove_header(ngx_http_request_t *r,
-    ngx_list_t *list, ngx_table_elt_t *h);
 
 
 static std::string_view
 ngx_http_consent_sv(ngx_str_t *s)
 {
     return std::string_view((const char *) s->data, s->len);
-}
-
-
-static ngx_uint_t
-ngx_http_consent_is_header(ngx_table_elt_t *h, const char *name, size_t len)
-{
-    return h->hash && h->key.len == len
-           && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0;
 }
 
 
@@ -100,7 +91,9 @@ ngx_http_consent_handle(ngx_http_request_t *r)
 
         ctx->conf = clcf;
 
-        ngx_http_consent_extract(r, ctx, cmcf, clcf);
+        if (ngx_http_consent_extract(r, ctx, cmcf, clcf) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
         if (ngx_http_consent_has_subject(ctx)) {
             rc = ngx_http_consent_lookup(r, ctx);
@@ -153,16 +146,37 @@ ngx_http_consent_handle(ngx_http_request_t *r)
 }
 
 
+static ngx_int_t
+ngx_http_consent_hide_token(ngx_http_request_t *r,
+    ngx_http_consent_loc_conf_t *clcf)
+{
+    consent::StripPolicy   token_only;
+    consent::QueryRewrite  qr;
+
+    u_char *line = (u_char *) ngx_pnalloc(r->pool, r->args.len);
+    if (line == NULL) {
+        return NGX_ERROR;
+    }
+
+    token_only.always = ngx_http_consent_sv(&clcf->token_arg);
+    qr = consent::rewrite_query(ngx_http_consent_sv(&r->args), token_only,
+                                (char *) line, NULL);
+
+    ngx_str_t  logged = { qr.len, line };
+
+    return ngx_http_consent_set_uri(r, &logged, 1);
+}
+
+
 /* Finds and opens the PURL token and the UID cookie; sets the subject. */
-static void
+static ngx_int_t
 ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     ngx_http_consent_main_conf_t *cmcf, ngx_http_consent_loc_conf_t *clcf)
 {
-    long                   n;
-    ngx_uint_t             i;
-    ngx_list_part_t       *part;
-    ngx_table_elt_t       *h;
-    std::string_view       raw, value;
+    long                        n;
+    ngx_table_elt_t            *h;
+    std::string_view            raw, value;
+    ngx_http_consent_headers_t  it;
     consent::TokenHeader   hdr;
     consent::TokenClaims   uid_claims;
     char                   decoded[3 * consent::kMaxTokenText];
@@ -177,6 +191,15 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
                                    ngx_http_consent_sv(&clcf->token_arg), &raw))
     {
         ctx->has_token_arg = 1;
+
+        /*
+         * From here on, error log lines ("request: ...") must not carry
+         * the token, even while the request waits for Redis or when
+         * consent_dry_run leaves the request itself unchanged.
+         */
+        if (ngx_http_consent_hide_token(r, clcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
         /* a token is base64url, but a mail client may percent-encode it */
         n = consent::percent_decode(raw, decoded, sizeof(decoded));
@@ -196,31 +219,18 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     }
 
     if (clcf->uid.name.empty()) {
-        return;
+        return NGX_OK;
     }
 
-    part = &r->headers_in.headers.part;
-    h = (ngx_table_elt_t *) part->elts;
+    ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Cookie", 6);
 
-    for (i = 0; /* void */; i++) {
+    while ((h = ngx_http_consent_headers_next(&it))) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = (ngx_table_elt_t *) part->elts;
-            i = 0;
-        }
-
-        if (!ngx_http_consent_is_header(&h[i], "Cookie", 6)
-            || !consent::find_cookie(ngx_http_consent_sv(&h[i].value),
-                                     clcf->uid.name, &value))
+        if (!consent::find_cookie(ngx_http_consent_sv(&h->value),
+                                  clcf->uid.name, &value))
         {
             continue;
         }
-
         ctx->carried_uid = 1;
         ctx->uid_status = consent::open_token(value, consent::ExpectKind::uid,
                                               *cmcf->keys, now, &hdr,
@@ -229,7 +239,7 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     }
 
     if (ctx->uid_status != consent::TokenStatus::valid) {
-        return;
+        return NGX_OK;
     }
 
     if (ctx->subject_from_purl) {
@@ -239,35 +249,22 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     } else {
         ctx->claims = uid_claims;
     }
+
+    return NGX_OK;
 }
 
 
 static ngx_uint_t
 ngx_http_consent_sec_gpc(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t             *h;
+    ngx_http_consent_headers_t   it;
 
-    part = &r->headers_in.headers.part;
-    h = (ngx_table_elt_t *) part->elts;
+    ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Sec-GPC", 7);
 
-    for (i = 0; /* void */; i++) {
+    h = ngx_http_consent_headers_next(&it);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = (ngx_table_elt_t *) part->elts;
-            i = 0;
-        }
-
-        if (ngx_http_consent_is_header(&h[i], "Sec-GPC", 7)) {
-            return h[i].value.len == 1 && h[i].value.data[0] == '1';
-        }
-    }
+    return h && h->value.len == 1 && h->value.data[0] == '1';
 }
 
 
@@ -317,32 +314,19 @@ static ngx_int_t
 ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     ngx_http_consent_loc_conf_t *clcf, ngx_str_t *new_args)
 {
-    size_t                  cap;
-    ngx_uint_t              i;
-    ngx_list_part_t        *part;
-    ngx_table_elt_t        *h;
-    consent::QueryRewrite   qr;
-    consent::StripPolicy    policy;
+    size_t                       cap;
+    ngx_table_elt_t             *h;
+    consent::QueryRewrite        qr;
+    consent::StripPolicy         policy;
+    ngx_http_consent_headers_t   it;
 
     /* every listed name is at most its own bytes and a comma */
     cap = r->args.len + 1;
 
-    part = &r->headers_in.headers.part;
-    h = (ngx_table_elt_t *) part->elts;
+    ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Cookie", 6);
 
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = (ngx_table_elt_t *) part->elts;
-            i = 0;
-        }
-
-        if (ngx_http_consent_is_header(&h[i], "Cookie", 6)) {
-            cap += h[i].value.len + 1;
-        }
+    while ((h = ngx_http_consent_headers_next(&it))) {
+        cap += h->value.len + 1;
     }
 
     u_char *list = (u_char *) ngx_pnalloc(r->pool, cap);
@@ -378,24 +362,6 @@ ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
                 return NGX_ERROR;
             }
 
-        } else if (ctx->has_token_arg) {
-            /* dry run: keep the token out of the error log all the same */
-            consent::StripPolicy  token_only;
-
-            u_char *line = (u_char *) ngx_pnalloc(r->pool, r->args.len);
-            if (line == NULL) {
-                return NGX_ERROR;
-            }
-
-            token_only.always = policy.always;
-            qr = consent::rewrite_query(ngx_http_consent_sv(&r->args),
-                                        token_only, (char *) line, NULL);
-
-            ngx_str_t  logged = { qr.len, line };
-
-            if (ngx_http_consent_set_uri(r, &logged, 1) != NGX_OK) {
-                return NGX_ERROR;
-            }
         }
     }
 
@@ -415,11 +381,10 @@ ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
     consent::NameList *names)
 {
-    ngx_uint_t              i;
-    ngx_list_part_t        *part;
-    ngx_table_elt_t        *h;
-    consent::StripPolicy    policy;
-    consent::CookieRewrite  cr;
+    ngx_table_elt_t             *h;
+    consent::StripPolicy         policy;
+    consent::CookieRewrite       cr;
+    ngx_http_consent_headers_t   it;
 
     if (clcf->uid.name.empty() && clcf->strip_cookies == NULL) {
         return NGX_OK;
@@ -429,33 +394,18 @@ ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
     policy.rules = clcf->strip_cookies;
     policy.granted = ctx->decision.granted;
 
-    part = &r->headers_in.headers.part;
-    h = (ngx_table_elt_t *) part->elts;
+    ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Cookie", 6);
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = (ngx_table_elt_t *) part->elts;
-            i = 0;
-        }
-
-        if (!ngx_http_consent_is_header(&h[i], "Cookie", 6)) {
-            continue;
-        }
+    while ((h = ngx_http_consent_headers_next(&it))) {
 
         /* "; " joins can make the kept pairs longer than they came */
         u_char *out = (u_char *) ngx_pnalloc(r->pool,
-                          consent::cookie_rewrite_max_len(h[i].value.len) + 1);
+                          consent::cookie_rewrite_max_len(h->value.len) + 1);
         if (out == NULL) {
             return NGX_ERROR;
         }
 
-        cr = consent::rewrite_cookie_header(ngx_http_consent_sv(&h[i].value),
+        cr = consent::rewrite_cookie_header(ngx_http_consent_sv(&h->value),
                                             policy, (char *) out, names);
 
         if (cr.removed == 0 || clcf->dry_run) {
@@ -465,22 +415,13 @@ ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
         ctx->stripped_cookies += cr.removed;
 
         if (cr.kept == 0) {
-            ngx_table_elt_t *before = (ngx_table_elt_t *) part->elts;
-
-            ngx_http_consent_remove_header(r, &r->headers_in.headers, &h[i]);
-
-            if (part->elts != before) {
-                /* the part now starts one element later: stay in place */
-                h = (ngx_table_elt_t *) part->elts;
-                i--;
-            }
-
+            ngx_http_consent_headers_remove_cookie(r, &it);
             continue;
         }
 
         out[cr.len] = '\0';
-        h[i].value.data = out;
-        h[i].value.len = cr.len;
+        h->value.data = out;
+        h->value.len = cr.len;
     }
 
     return NGX_OK;
@@ -602,130 +543,3 @@ ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
 }
 
 
-/*
- * Removes a request header without moving any element of the list:
- * headers_in keeps pointers into it (host, user_agent, ...). Instead the
- * part descriptors change around the header. Two invariants of nginx's
- * lists must survive, or list walkers and ngx_list_push() go wrong:
- *
- *  - no part but the first is ever empty: the walking idiom reads element 0
- *    of the next part without checking its count;
- *  - the last part must not accept pushes beyond its own storage: after a
- *    change it is marked full (l->nalloc = its count), so the next push
- *    allocates a new part.
- *
- * On the one allocation failure possible, the header's value is blanked
- * instead: the cookies are gone either way.
- */
-static void
-ngx_http_consent_remove_header(ngx_http_request_t *r, ngx_list_t *list,
-    ngx_table_elt_t *h)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part, *prev, *tail;
-    ngx_table_elt_t  *elts;
-
-    prev = NULL;
-
-    for (part = &list->part; part; prev = part, part = part->next) {
-        elts = (ngx_table_elt_t *) part->elts;
-
-        if (h >= elts && h < elts + part->nelts) {
-            break;
-        }
-    }
-
-    if (part == NULL) {
-        return;
-    }
-
-    i = h - elts;
-
-    if (part->nelts == 1) {
-
-        if (prev == NULL && part->next) {
-            /* the first part is embedded in the list: pull the next in */
-            if (list->last == part->next) {
-                list->last = part;
-            }
-            *part = *part->next;
-
-        } else if (prev == NULL) {
-            /* the only part: give it fresh storage, nothing to preserve */
-            void *fresh = ngx_palloc(r->pool, list->nalloc * list->size);
-            if (fresh == NULL) {
-                h->value.len = 0;
-                return;
-            }
-            part->elts = fresh;
-            part->nelts = 0;
-
-        } else {
-            prev->next = part->next;
-            if (list->last == part) {
-                list->last = prev;
-                list->nalloc = prev->nelts;
-            }
-            part->nelts = 0;   /* detached; the caller's walk moves on */
-        }
-
-    } else if (i == 0) {
-        part->elts = elts + 1;
-        part->nelts--;
-        if (list->last == part) {
-            list->nalloc = part->nelts;
-        }
-
-    } else if (i == part->nelts - 1) {
-        part->nelts--;
-        if (list->last == part) {
-            list->nalloc = part->nelts;
-        }
-
-    } else {
-        tail = (ngx_list_part_t *) ngx_palloc(r->pool, sizeof(ngx_list_part_t));
-        if (tail == NULL) {
-            h->value.len = 0;
-            return;
-        }
-
-        tail->elts = elts + i + 1;
-        tail->nelts = part->nelts - i - 1;
-        tail->next = part->next;
-
-        part->nelts = i;
-        part->next = tail;
-
-        if (list->last == part) {
-            list->last = tail;
-            list->nalloc = tail->nelts;
-        }
-    }
-
-    /* and from the Cookie index nginx keeps beside the list */
-
-#if (nginx_version >= 1023000)
-    ngx_table_elt_t  **pp;
-
-    for (pp = &r->headers_in.cookie; *pp; pp = &(*pp)->next) {
-        if (*pp == h) {
-            *pp = h->next;
-            break;
-        }
-    }
-#else
-    ngx_table_elt_t  **cookies;
-
-    cookies = (ngx_table_elt_t **) r->headers_in.cookies.elts;
-
-    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
-        if (cookies[i] == h) {
-            ngx_memmove(&cookies[i], &cookies[i + 1],
-                        (r->headers_in.cookies.nelts - i - 1)
-                        * sizeof(ngx_table_elt_t *));
-            r->headers_in.cookies.nelts--;
-            break;
-        }
-    }
-#endif
-}

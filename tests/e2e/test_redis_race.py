@@ -1,0 +1,563 @@
+#!/usr/bin/python3
+"""End to end: a lookup that races an update.
+
+The rule (/work/shared/interface.md, "Consent records in Redis"): "a read
+that returns an older version than one already announced never replaces the
+newer one".
+
+nginx (worker_processes 1) reaches a private redis-server only through
+RespProxy, a threaded TCP proxy in this process. The proxy parses the RESP
+commands each connection sends and the replies it gets back, so it can hold
+the reply to one chosen HGETALL: it captures the reply bytes when Redis
+sends them and forwards them only when the test says so. The subscriber
+connection (the one that sent SUBSCRIBE) is never held, so an announcement
+published while a lookup is held reaches nginx at once.
+
+The race, made deterministic:
+  1. the record holds v=1 (marketing=0);
+  2. the proxy is armed; request A starts the lookup; Redis answers with v=1
+     and the proxy captures that reply;
+  3. consentctl writes v=2 (marketing=1) straight to Redis; its PUBLISH
+     reaches nginx through the undelayed subscriber connection; the test
+     waits until /status counts it applied (consent_updates_applied_total);
+  4. the held v=1 reply is released: A is answered with it (documented:
+     "The request that asked is still answered with it");
+  5. request B must read Redis again and see v=2: the stale v=1 was not cached.
+
+Run: /usr/bin/python3 tests/e2e/test_redis_race.py \
+        --module build/ngx_http_consent_module.so --consentctl build/consentctl
+"""
+import collections
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+HOLD_S = 0.5  # how long a held reply is kept at least
+
+VARS = [
+    ("X-Consent-Version", "$consent_version"),
+    ("X-Consent-Source", "$consent_source"),
+    ("X-Consent-Purposes", "$consent_purposes"),
+    ("X-Consent-Subject-Id", "$consent_subject_id"),
+]
+
+HTTP_TEXT = """
+    consent_key 1 {d}/k1.key issue;
+    consent_pseudonym_key {d}/p.key;
+    consent_redis 127.0.0.1:{proxy_port} timeout=2s;
+    consent_cache zone=c:1m ttl=60s;
+    consent_purpose service granted;
+    consent_purpose marketing denied;
+"""
+
+SERVERS = """
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            consent on;
+            proxy_pass http://127.0.0.1:{up};
+{headers}
+        }}
+        location = /status {{ consent_status; }}
+    }}
+"""
+
+BAD_LOG = ("[alert]", "[crit]", "[emerg]", "signal 11", "exited on signal")
+
+
+# --------------------------------------------------------------------------
+# RESP
+
+def resp_parse(buf, i=0):
+    """One RESP value from buf[i:]: (value, end) or None while incomplete.
+    Bulk strings come back as bytes, arrays as lists, simple strings and
+    errors as ('+', bytes) / ('-', bytes), integers as int."""
+    if i >= len(buf):
+        return None
+    j = buf.find(b"\r\n", i)
+    if j < 0:
+        return None
+    t, line = buf[i:i + 1], buf[i + 1:j]
+    end = j + 2
+    if t in (b"+", b"-"):
+        return (t.decode(), line), end
+    if t in (b":", b"(", b","):
+        return int(line) if t == b":" else line, end
+    if t == b"_":
+        return None, end
+    if t == b"#":
+        return line == b"t", end
+    if t in (b"$", b"=", b"!"):
+        n = int(line)
+        if n < 0:
+            return None, end
+        if len(buf) < end + n + 2:
+            return None
+        return buf[end:end + n], end + n + 2
+    if t in (b"*", b"~", b">", b"%", b"|"):
+        n = int(line)
+        if n < 0:
+            return None, end
+        if t in (b"%", b"|"):
+            n *= 2
+        out = []
+        for _ in range(n):
+            r = resp_parse(buf, end)
+            if r is None:
+                return None
+            v, end = r
+            out.append(v)
+        return out, end
+    raise ValueError("not RESP at %d: %r" % (i, buf[i:i + 40]))
+
+
+class _Held:
+    """The reply the proxy holds back: captured when Redis sent it, forwarded
+    on release()."""
+
+    def __init__(self):
+        self.captured = threading.Event()
+        self.released = threading.Event()
+        self.forwarded = threading.Event()
+        self.key = None          # the HGETALL's key
+        self.reply = None        # the decoded reply
+        self.t_captured = None
+
+    def release(self):
+        self.released.set()
+
+
+class _Conn:
+    def __init__(self, proxy, client):
+        self.proxy = proxy
+        self.client = client
+        self.server = socket.create_connection(("127.0.0.1", proxy.redis_port), timeout=5)
+        self.server.settimeout(None)
+        self.lock = threading.Lock()
+        self.pending = collections.deque()  # (command, key, _Held or None)
+        self.commands = []                  # every command name sent, in order
+        self.subscriber = False
+        self.closed = False
+
+    def close(self):
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        for s in (self.client, self.server):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def c2s(self):
+        buf = b""
+        try:
+            while True:
+                data = self.client.recv(65536)
+                if not data:
+                    break
+                buf += data
+                # Register the commands before Redis can answer them.
+                while True:
+                    r = resp_parse(buf)
+                    if r is None:
+                        break
+                    cmd, end = r
+                    buf = buf[end:]
+                    name = (cmd[0].decode("latin-1").upper()
+                            if isinstance(cmd, list) and cmd and isinstance(cmd[0], bytes)
+                            else "?")
+                    key = cmd[1] if isinstance(cmd, list) and len(cmd) > 1 else None
+                    with self.lock:
+                        self.commands.append(name)
+                        if name in ("SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"):
+                            self.subscriber = True
+                        held = None
+                        if name == "HGETALL" and not self.subscriber:
+                            held = self.proxy._take_arm()
+                            if held is not None:
+                                held.key = key
+                        if not self.subscriber:
+                            self.pending.append((name, key, held))
+                self.server.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+    def s2c(self):
+        buf = b""
+        try:
+            while True:
+                data = self.server.recv(65536)
+                if not data:
+                    break
+                with self.lock:
+                    subscriber = self.subscriber
+                if subscriber:
+                    # Pub/sub: pushes carry no command; forward as they come.
+                    self.client.sendall(buf + data)
+                    buf = b""
+                    continue
+                buf += data
+                while True:
+                    r = resp_parse(buf)
+                    if r is None:
+                        break
+                    reply, end = r
+                    with self.lock:
+                        entry = self.pending.popleft() if self.pending else ("?", None, None)
+                    held = entry[2]
+                    if held is None:
+                        self.client.sendall(buf[:end])
+                        buf = buf[end:]
+                        continue
+                    # Hold this reply (and, behind it, everything after it).
+                    held.reply = reply
+                    held.t_captured = time.monotonic()
+                    held.captured.set()
+                    held.released.wait()
+                    self.client.sendall(buf[:end])
+                    buf = buf[end:]
+                    held.forwarded.set()
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+
+class RespProxy:
+    """A threaded TCP proxy 127.0.0.1:port -> redis 127.0.0.1:redis_port that
+    can hold the reply to the next HGETALL (arm())."""
+
+    def __init__(self, redis_port):
+        self.redis_port = redis_port
+        self.lock = threading.Lock()
+        self.conns = []
+        self._armed = None
+        self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._lsock.bind(("127.0.0.1", 0))
+        self._lsock.listen(64)
+        self.port = self._lsock.getsockname()[1]
+        self._stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stopped:
+            try:
+                client, _ = self._lsock.accept()
+            except OSError:
+                return
+            try:
+                conn = _Conn(self, client)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=conn.c2s, daemon=True).start()
+            threading.Thread(target=conn.s2c, daemon=True).start()
+
+    def arm(self):
+        """The next HGETALL sent on a lookup connection will have its reply
+        held; returns the _Held to wait on and release."""
+        held = _Held()
+        with self.lock:
+            if self._armed is not None:
+                raise RuntimeError("already armed")
+            self._armed = held
+        return held
+
+    def disarm(self):
+        with self.lock:
+            held, self._armed = self._armed, None
+        if held is not None:
+            held.release()
+
+    def _take_arm(self):
+        with self.lock:
+            held, self._armed = self._armed, None
+            return held
+
+    def subscriber_conns(self):
+        with self.lock:
+            return [c for c in self.conns if c.subscriber and not c.closed]
+
+    def stop(self):
+        self._stopped = True
+        self.disarm()
+        try:
+            self._lsock.close()
+        except OSError:
+            pass
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            c.close()
+
+
+def ctl_set(redis, subject, *fields):
+    """consentctl set straight to Redis; the new version (int)."""
+    _, out, _ = H.run_consentctl("set", "--redis", redis.address, subject, *fields)
+    out = out.strip()
+    if not out.startswith("v=") or not out[2:].isdigit():
+        raise AssertionError("consentctl set printed %r" % out)
+    return int(out[2:])
+
+
+# Subjects whose v=1 record is written before nginx starts: nginx has never
+# heard of them (no cache node, nothing announced) when the test begins.
+PRELOADED = ("cust-race-control", "cust-race-new")
+
+
+def record_of(reply):
+    """HGETALL's array reply -> {field: value} (str)."""
+    if not isinstance(reply, list) or len(reply) % 2:
+        raise AssertionError("not an HGETALL reply: %r" % (reply,))
+    return {reply[i].decode(): reply[i + 1].decode() for i in range(0, len(reply), 2)}
+
+
+# --------------------------------------------------------------------------
+
+class Result:
+    def __init__(self, resp, elapsed):
+        self.resp = resp
+        self.elapsed = elapsed
+        self.seen = H.Seen(resp)  # asserts a 200 from the echo upstream
+
+    def var(self, name):
+        v = self.seen.one("X-Consent-" + name)
+        return "" if v is None else v
+
+    @property
+    def version(self):
+        return self.var("Version")
+
+    @property
+    def source(self):
+        return self.var("Source")
+
+    @property
+    def purposes(self):
+        return [p for p in self.var("Purposes").split(",") if p]
+
+    def __repr__(self):
+        return ("<Result %.3fs source=%r version=%r purposes=%r subject_id=%r>"
+                % (self.elapsed, self.source, self.version, self.var("Purposes"),
+                   self.var("Subject-Id")))
+
+
+class RedisRace(unittest.TestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = H.EchoUpstream().start()
+        cls.addClassCleanup(cls.up.stop)
+        cls.redis = H.RedisServer()
+        cls.addClassCleanup(cls.redis.cleanup)
+        cls.redis.start()
+        for s in PRELOADED:
+            if ctl_set(cls.redis, s, "marketing=0") != 1:
+                raise AssertionError("%s: not a fresh record" % s)
+        cls.proxy = RespProxy(cls.redis.port)
+        cls.addClassCleanup(cls.proxy.stop)
+        cls.ngx = H.Nginx(workers=1, error_log_level="info")
+        cls.addClassCleanup(cls.ngx.cleanup)
+        cls.k1 = H.keygen(cls.ngx.path("k1.key"))
+        H.pseudonym_keygen(cls.ngx.path("p.key"))
+        headers = "".join("            proxy_set_header %s %s;\n" % hv for hv in VARS)
+        cls.ngx.write_config(
+            HTTP_TEXT.format(d=cls.ngx.dir, proxy_port=cls.proxy.port),
+            SERVERS.format(port=cls.ngx.port, up=cls.up.port, headers=headers))
+        cls.ngx.start()
+        cls.tokens = {}
+        t0 = time.monotonic()
+        while cls.metric("consent_subscription_up") != 1:
+            if time.monotonic() - t0 > 10:
+                raise AssertionError("the subscription never came up\n"
+                                     + cls.ngx.error_log()[-3000:])
+            time.sleep(0.02)
+        if not cls.proxy.subscriber_conns():
+            raise AssertionError("the subscriber does not go through the proxy")
+
+    # -- helpers ------------------------------------------------------------
+    @classmethod
+    def metrics(cls):
+        resp = cls.ngx.get("/status", timeout=10)
+        if resp.status != 200:
+            raise AssertionError("/status answered %r" % resp)
+        return H.parse_prometheus(resp.body.decode("latin-1"))[0]
+
+    @classmethod
+    def metric(cls, name, **labels):
+        return cls.metrics().get(H.series(name, **labels), 0.0)
+
+    def token(self, subject):
+        if subject not in self.tokens:
+            self.tokens[subject] = H.mint(self.k1, 1, subject)
+        return self.tokens[subject]
+
+    def request(self, subject):
+        t0 = time.monotonic()
+        resp = self.ngx.get("/p?a=1&ctk=" + self.token(subject), timeout=15)
+        return Result(resp, time.monotonic() - t0)
+
+    def request_in_thread(self, subject):
+        """Starts request(subject) in a thread; returns join() -> Result."""
+        box = {}
+
+        def run():
+            try:
+                box["r"] = self.request(subject)
+            except BaseException as e:  # noqa: BLE001 - handed to the test
+                box["e"] = e
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+
+        def join(timeout=15):
+            t.join(timeout)
+            if t.is_alive():
+                raise AssertionError("request for %s did not finish" % subject)
+            if "e" in box:
+                raise box["e"]
+            return box["r"]
+        return join
+
+    def set_record(self, subject, *fields):
+        """consentctl set straight to Redis (its PUBLISH reaches nginx through
+        the proxy's subscriber connection); the new version."""
+        return ctl_set(self.redis, subject, *fields)
+
+    def wait_applied(self, above, timeout=1.2):
+        """Waits until consent_updates_applied_total > above; returns it."""
+        t0 = time.monotonic()
+        while True:
+            n = self.metric("consent_updates_applied_total")
+            if n > above:
+                return n
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError(
+                    "consent_updates_applied_total stayed %r for %.1fs after a write\n%s"
+                    % (n, timeout, self.ngx.error_log()[-2000:]))
+            time.sleep(0.01)
+
+    def write_and_wait(self, subject, *fields):
+        before = self.metric("consent_updates_applied_total")
+        v = self.set_record(subject, *fields)
+        after = self.wait_applied(before)
+        return v, before, after
+
+    def hold_lookup(self, subject):
+        """Arms the proxy, starts a request for subject and waits until the
+        proxy captured Redis' reply to its HGETALL. (held, join)."""
+        held = self.proxy.arm()
+        self.addCleanup(held.release)
+        self.addCleanup(self.proxy.disarm)
+        join = self.request_in_thread(subject)
+        if not held.captured.wait(5):
+            self.proxy.disarm()
+            held.release()
+            r = join()
+            self.fail("no HGETALL reply was captured; the request got %r\n%s"
+                      % (r, self.ngx.error_log()[-2000:]))
+        self.assertEqual(held.key, ("consent:{%s}" % subject).encode())
+        return held, join
+
+    def release_after(self, held, seconds=HOLD_S):
+        left = held.t_captured + seconds - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        held.release()
+        self.assertTrue(held.forwarded.wait(5), "the proxy did not forward the held reply")
+
+    def assertLogClean(self):
+        bad = [l for l in self.ngx.error_log().splitlines() if any(b in l for b in BAD_LOG)]
+        self.assertEqual(bad, [], "error.log shows a crash or an alert")
+
+    def assertRecord(self, r, source, version, marketing):
+        got = (r.source, r.version, "marketing" in r.purposes, "service" in r.purposes)
+        self.assertEqual(got, (source, str(version), marketing, True),
+                         "%r\nerror.log tail:\n%s" % (r, self.ngx.error_log()[-2000:]))
+
+    # -- tests --------------------------------------------------------------
+    def test_1_control_held_reply_is_cached(self):
+        """Without a write during the hold, the (late) reply is cached: the
+        next request is served from the cache."""
+        s = "cust-race-control"  # v=1 written before nginx started
+        held, join = self.hold_lookup(s)
+        self.assertEqual(record_of(held.reply), {"v": "1", "marketing": "0"})
+        applied = self.metric("consent_updates_applied_total")
+        self.release_after(held)
+        a = join()
+        self.assertGreaterEqual(a.elapsed, HOLD_S - 0.05, "the proxy did not hold the reply: %r" % a)
+        self.assertRecord(a, "redis", 1, False)
+        b = self.request(s)
+        self.assertRecord(b, "cache", 1, False)
+        self.assertEqual(self.metric("consent_updates_applied_total"), applied)
+        self.assertLogClean()
+
+    def test_2_race_new_subject(self):
+        """A lookup of a subject nginx never heard of reads v=1; v=2 is written and
+        announced while the reply is held; the v=1 reply must not be cached:
+        the next request reads v=2 from Redis."""
+        s = "cust-race-new"  # v=1 written before nginx started
+        held, join = self.hold_lookup(s)
+        self.assertEqual(record_of(held.reply), {"v": "1", "marketing": "0"})
+
+        v2, before, after = self.write_and_wait(s, "marketing=1")
+        self.assertEqual(v2, 2)
+        self.assertGreater(after, before)
+        self.assertFalse(held.forwarded.is_set())
+        self.release_after(held)
+
+        a = join()
+        self.assertGreaterEqual(a.elapsed, HOLD_S - 0.05, "the proxy did not hold the reply: %r" % a)
+        # Documented: "The request that asked is still answered with it."
+        self.assertRecord(a, "redis", 1, False)
+        b = self.request(s)
+        self.assertRecord(b, "redis", 2, True)  # the stale v=1 was not cached
+        c = self.request(s)
+        self.assertRecord(c, "cache", 2, True)  # and v=2 is
+        self.assertLogClean()
+
+    def test_3_race_cached_subject(self):
+        """The same race on a subject whose cached record went stale: cached
+        v=1, v=2 announced, the refresh reads v=2 and is held while v=3 is
+        written and announced; the next request must read v=3."""
+        s = "cust-race-cached"
+        self.write_and_wait(s, "marketing=0")
+        self.assertRecord(self.request(s), "redis", 1, False)
+        self.assertRecord(self.request(s), "cache", 1, False)
+        v2, _, _ = self.write_and_wait(s, "marketing=1")
+        self.assertEqual(v2, 2)
+
+        held, join = self.hold_lookup(s)  # the cached v=1 is stale: a read
+        self.assertEqual(record_of(held.reply), {"v": "2", "marketing": "1"})
+        v3, before, after = self.write_and_wait(s, "marketing=0")
+        self.assertEqual(v3, 3)
+        self.assertGreater(after, before)
+        self.release_after(held)
+
+        a = join()
+        self.assertRecord(a, "redis", 2, True)
+        b = self.request(s)
+        self.assertRecord(b, "redis", 3, False)
+        self.assertRecord(self.request(s), "cache", 3, False)
+        self.assertLogClean()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=H.parse_args(), verbosity=2)
