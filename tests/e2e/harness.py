@@ -128,6 +128,11 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _answer
 
 
+class _EchoServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 128   # nginx may open many connections at once
+    daemon_threads = True
+
+
 class EchoUpstream:
     """A threaded HTTP server on 127.0.0.1 answering every request with 200 and
     {"request_line": ..., "headers": [[name, value], ...], "body": ...}."""
@@ -148,8 +153,7 @@ class EchoUpstream:
                 del self.requests[:500]
 
     def start(self):
-        self._srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-        self._srv.daemon_threads = True
+        self._srv = _EchoServer(("127.0.0.1", 0), _EchoHandler)
         self._srv.echo = self
         self.port = self._srv.server_address[1]
         self._thread = threading.Thread(target=self._srv.serve_forever,

@@ -307,6 +307,38 @@ class TestArgsAndCookies(ConsentE2E):
         self.assertEqual(s.all("X-Other"), ["o"])
         self.assertEqual(self.v(s, "Stripped"), "_ga,_fbp,_gid,vid")
 
+    def test_cookies_many_headers_across_list_parts(self):
+        # nginx keeps request headers in a list of 20-element parts: remove
+        # Cookie headers at the start, middle and end of parts, and all of them
+        patterns = {
+            "every third": lambda i: i % 3 == 0,
+            "all but last": lambda i: i != 44,
+            "all": lambda i: True,
+            "first of each part": lambda i: (i + 2) % 20 == 0,
+            "runs": lambda i: (i // 4) % 2 == 0,
+        }
+        for name, emptied in patterns.items():
+            with self.subTest(name):
+                headers, want_cookies, want_other = [], [], []
+                for i in range(45):
+                    if emptied(i):
+                        headers.append(("Cookie", "_ga=%d; vid=x%d" % (i, i)))
+                    else:
+                        headers.append(("Cookie", "k%d=v" % i))
+                        want_cookies.append("k%d=v" % i)
+                    if i % 7 == 0:
+                        headers.append(("X-Other", str(i)))
+                        want_other.append(str(i))
+                headers.append(("X-Last", "1"))
+                r = self.get("/p?k=1", headers)
+                s = H.Seen(r)
+                self.assertEqual(s.cookies, want_cookies)
+                self.assertEqual(s.all("X-Other"), want_other)
+                self.assertEqual(s.all("X-Last"), ["1"])
+                self.assertEqual(s.all("Host"), ["127.0.0.1:%d" % self.up.port])
+                self.assertEqual(self.v(s, "Stripped"), "_ga,vid")
+        self.assertEqual(self.ngx.crash_lines(), [])
+
     def test_cookies_nothing_to_strip_untouched(self):
         for c in ['a=1;b=2;  c="x y"', "session=abc; _gidx=1; x_ga=2; _g=3"]:
             with self.subTest(cookie=c):
@@ -538,6 +570,17 @@ class TestVariables(ConsentE2E):
         others = [c for c in r.set_cookies() if not c.startswith("vid=")]
         self.assertEqual(others, ["session=3", "other=4; HttpOnly"])
         self.assertEqual(len(self.vid_set_cookies(r)), 1, r.set_cookies())
+
+    def test_upstream_many_set_cookies_filtered(self):
+        parts, want = [], []
+        for i in range(40):
+            if i % 2:
+                parts.append("keep%d=%d; Path=/" % (i, i))
+                want.append(parts[-1])
+            else:
+                parts.append(("_ga_%d=%d" if i % 4 else "_fbp=%d%d") % (i, i))
+        r = self.get("/p", [("X-Test-Set-Cookie", "|".join(parts))])
+        self.assertEqual(r.set_cookies(), want)
 
     def test_upstream_set_cookie_filtered(self):
         r = self.get("/p", [("X-Test-Set-Cookie",
