@@ -25,8 +25,10 @@ int hex_value(char c) {
 
 // Drops one final "\n" or "\r\n"; any other trailing byte stays and fails.
 std::string_view strip_final_newline(std::string_view t) {
-    if (!t.empty() && t.back() == '\n') t.remove_suffix(1);
-    if (!t.empty() && t.back() == '\r') t.remove_suffix(1);
+    if (!t.empty() && t.back() == '\n') {
+        t.remove_suffix(1);
+        if (!t.empty() && t.back() == '\r') t.remove_suffix(1);
+    }
     return t;
 }
 

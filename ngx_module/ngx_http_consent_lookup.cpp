@@ -34,6 +34,7 @@ typedef struct {
     ngx_queue_t                    waiters;   /* ngx_http_consent_ctx_t.wait_link */
     ngx_event_t                    timer;
     ngx_queue_t                    free_link;
+    uint64_t                       sent_ms;   /* when HGETALL was sent */
     unsigned                       timed_out:1;
     unsigned                       in_tree:1;
     u_char                         subject[consent::kMaxSubject];
@@ -169,6 +170,7 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
         ngx_memzero(p, sizeof(ngx_http_consent_pending_t));
         ngx_memcpy(p->subject, subject.data(), subject.size());
+        p->sent_ms = now;
         p->sn.str.data = p->subject;
         p->sn.str.len = subject.size();
         p->sn.node.key = hash;
@@ -368,7 +370,7 @@ ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
                    cmcf->cache_zone,
                    std::string_view((char *) p->subject, p->sn.str.len),
                    outcome == consent::LookupOutcome::record ? &record : NULL,
-                   ngx_http_consent_now_ms(), (ngx_cycle_t *) ngx_cycle);
+                   p->sent_ms, (ngx_cycle_t *) ngx_cycle);
     }
 
     /*

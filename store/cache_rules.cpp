@@ -12,8 +12,9 @@ uint64_t held_version(const CacheSlot& slot) noexcept { return slot.exists ? slo
 SlotState slot_state(const CacheSlot& slot, const CacheClock& clock) noexcept {
     if (!slot.filled || !clock.subscribed) return SlotState::stale;
     // Filled before the current subscription began: an announcement may
-    // have been lost in the gap.
-    if (slot.fetched_ms < clock.valid_since_ms) return SlotState::stale;
+    // have been lost in the gap. In the very millisecond it began too: the
+    // read may have been answered before the subscription took effect.
+    if (slot.fetched_ms <= clock.valid_since_ms) return SlotState::stale;
     // now < fetched + ttl, without overflowing near UINT64_MAX. A clock that
     // stepped back (now < fetched) is still within the ttl.
     if (clock.now_ms >= slot.fetched_ms && clock.now_ms - slot.fetched_ms >= clock.ttl_ms) return SlotState::stale;

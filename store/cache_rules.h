@@ -36,15 +36,19 @@ struct CacheClock {
     uint64_t valid_since_ms = 0; // when the current subscription began
 };
 
-// Fresh when: filled, subscribed, fetched at or after valid_since_ms, within
-// ttl (now < fetched + ttl), and no newer version was announced since.
+// Fresh when: filled, subscribed, fetched after valid_since_ms (strictly: a
+// read of that same millisecond may have been answered before the
+// subscription took effect), within ttl (now < fetched + ttl), and no newer
+// version was announced since.
 SlotState slot_state(const CacheSlot& slot, const CacheClock& clock) noexcept;
 
 // Applies "<subject> <v>": remembers the highest announced version. A slot
 // holding an older version becomes stale by that (see slot_state).
 void slot_announce(CacheSlot* slot, uint64_t version) noexcept;
 
-// Stores a read: `record` (nullptr when Redis had none) fetched at now_ms.
+// Stores a read: `record` (nullptr when Redis had none) fetched at now_ms,
+// which must be when the read was sent, not when its reply came: a reply
+// can arrive after a resubscription that followed a lost announcement.
 // Refused (false, slot unchanged) when an announced version is newer than
 // what was read: a read that raced an update never replaces the newer value.
 // A negative read counts as version 0.

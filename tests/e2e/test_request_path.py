@@ -16,6 +16,7 @@ import threading
 import time
 import unittest
 
+sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
@@ -274,6 +275,19 @@ class TestArgsAndCookies(ConsentE2E):
         self.assertEqual(s.target, "/p?" + kept)
         self.assertEqual(self.v(s, "Stripped"), "ctk,utm_term")
 
+    def test_args_odd_targets(self):
+        t = self.mint()
+        for target, want in [("/p?a=1?b&ctk=%s&c=d?e" % t, "/p?a=1?b&c=d?e"),
+                             ("http://localhost/p?ctk=%s&k=1" % t, "/p?k=1"),
+                             ("/p?ctk=%s#frag" % t, None)]:
+            with self.subTest(target=target):
+                r = self.get(target)
+                self.assertLess(r.status, 500, r)
+                if want is not None:
+                    s = H.Seen(r)
+                    self.assertEqual(s.target, want)
+                    self.assertEqual(self.v(s, "Status"), "valid")
+
     def test_args_nothing_to_strip_untouched(self):
         for target in ["/p", "/p?", "/p?page=1&lang=en", "/p?a=1&&b=2&", "/p?utm=1&gclidx=2&x_ga=3"]:
             with self.subTest(target=target):
@@ -391,6 +405,11 @@ class TestVariables(ConsentE2E):
         s = self.seen("/p?ctk=" + t)
         self.assertVars(s, Subject=self.pseudo(SUBJECT2), Subject_Id=SUBJECT2,
                         Status="valid", Campaign="c2", Source="default")
+        # and tokens built independently of consentctl, under both suites
+        for kid in (1, 2):
+            t = self.py_mint(SUBJECT2, kid=kid, campaign="py%d" % kid)
+            s = self.seen("/p?ctk=" + t)
+            self.assertVars(s, Subject_Id=SUBJECT2, Status="valid", Campaign="py%d" % kid)
 
     def test_vars_largest_token_with_punctuation(self):
         subject = ("S" * 31) + ' !"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~'
@@ -439,6 +458,19 @@ class TestVariables(ConsentE2E):
         t = self.py_mint(issued_at=now - 7200, expires_at=now - 5, campaign=CAMPAIGN)
         s = self.seen("/p?ctk=" + t)
         self._no_subject(s, "expired")
+
+    def test_vars_time_edges(self):
+        now = int(time.time())
+        cases = [("issued 200 s ahead (clock skew)", dict(issued_at=now + 200, expires_at=now + 3600), "valid"),
+                 ("issued 400 s ahead", dict(issued_at=now + 400, expires_at=now + 3600), "invalid"),
+                 ("expires now", dict(issued_at=now - 60, expires_at=now), "expired"),
+                 ("expires in 60 s", dict(issued_at=now - 60, expires_at=now + 60), "valid")]
+        for name, kw, status in cases:
+            with self.subTest(name):
+                t = self.py_mint(**kw)
+                s = self.seen("/p?ctk=" + t)
+                self.assertEqual(self.v(s, "Status"), status)
+                self.assertEqual(self.v(s, "Subject-Id"), SUBJECT if status == "valid" else None)
 
     def test_vars_unknown_key(self):
         t = self.mint(kid=9, key=self.k3)

@@ -89,11 +89,28 @@ TEST(CacheRules, FilledBeforeTheSubscriptionIsStale) {
     ASSERT_TRUE(slot_store(&s, &r, kT0 - 1));
     EXPECT_FALSE(fresh(s, kT0 + 1));  // an announcement may have been lost in the gap
     ASSERT_TRUE(slot_store(&s, &r, kT0));
-    EXPECT_TRUE(fresh(s, kT0 + 1));  // at valid_since is fine
+    EXPECT_FALSE(fresh(s, kT0 + 1));  // in the millisecond it began: see below
+    ASSERT_TRUE(slot_store(&s, &r, kT0 + 1));
+    EXPECT_TRUE(fresh(s, kT0 + 2));  // after valid_since is fine
     // Resubscribed later: the same slot is stale again.
     CacheClock c = at(kT0 + 100);
     c.valid_since_ms = kT0 + 50;
     EXPECT_EQ(slot_state(s, c), SlotState::stale);
+}
+
+// Found by tests/fuzz/fuzz_record (mode 3, the simulated world): within one
+// millisecond a read is answered (version 1), the subscription drops, a
+// write publishes version 2 to nobody, and the subscription comes back.
+// The read, stamped with the millisecond it was sent, must not count as
+// fetched after the subscription began.
+TEST(CacheRules, ReadInTheMillisecondTheSubscriptionBeganIsStale) {
+    CacheSlot s;
+    const Record v1 = rec(1);
+    ASSERT_TRUE(slot_store(&s, &v1, kT0));  // sent at kT0, valid_since == kT0
+    for (uint64_t now : {kT0, kT0 + 1, kT0 + 1000}) EXPECT_FALSE(fresh(s, now)) << now;
+    // A read sent after the subscription began is trusted.
+    ASSERT_TRUE(slot_store(&s, &v1, kT0 + 1));
+    EXPECT_TRUE(fresh(s, kT0 + 1));
 }
 
 TEST(CacheRules, AnnouncementOfNewerVersionMakesStale) {

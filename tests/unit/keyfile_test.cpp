@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -49,6 +50,21 @@ TEST(KeyText, ParsesBothSuites) {
     for (auto& c : upper) c = static_cast<char>(toupper(c));
     ASSERT_TRUE(parse_key_text("aes256gcm " + upper + "\r\n", &s, &k, &err)) << err;
     EXPECT_EQ(k.b[31], 0x1f);
+}
+
+// Found by tests/fuzz/fuzz_keyfile: a lone final "\r" (no "\n") was
+// dropped like a line ending, so "KEY\r" loaded.
+TEST(KeyText, LoneCarriageReturnIsNotANewline) {
+    Suite s;
+    KeyBytes k;
+    std::string err;
+    for (const char* end : {"\r", "\n\r", "\r\r\n", "\r\r"}) {
+        EXPECT_FALSE(parse_key_text("aes256gcm " + kHex + end, &s, &k, &err)) << "ending " << std::strlen(end);
+        EXPECT_FALSE(parse_pseudonym_key_text(kHex + end, &k, &err)) << "ending " << std::strlen(end);
+    }
+    EXPECT_TRUE(parse_key_text("aes256gcm " + kHex + "\r\n", &s, &k, &err)) << err;
+    EXPECT_TRUE(parse_pseudonym_key_text(kHex + "\r\n", &k, &err)) << err;
+    EXPECT_TRUE(parse_pseudonym_key_text(kHex + "\n", &k, &err)) << err;
 }
 
 TEST(KeyText, RejectsMalformed) {

@@ -1,0 +1,82 @@
+// Instruction counts of the request path without nginx, for callgrind:
+// `path_icount OP N` runs OP N times (bench/icount.sh runs it at two values
+// of N, so setup cancels out). The inputs are path_bench's
+// (bench/path_fixture.h).
+//   arg-rewrite     rewrite_query, 10 arguments, 3 removed
+//   memcpy-query    memcpy of the same bytes
+//   cookie-rewrite  rewrite_cookie_header, 1 KB, 5 removed
+//   memcpy-cookie   memcpy of the same bytes
+//   find-cookie     find_cookie for the UID cookie in the 1 KB header
+//   open-uid        open_token of the UID cookie's token
+//   hit-uid         the whole hit path of B4 (UID cookie)
+//   hit-purl        the whole hit path of B5 (PURL token and UID cookie)
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "bench/path_fixture.h"
+
+using namespace consent;
+using namespace consent::bench;
+
+int main(int argc, char** argv) {
+    if (argc != 3) return 2;
+    const std::string op = argv[1];
+    const long n = std::atol(argv[2]);
+    Env& e = env();
+    Buffers b(e, e.purl_query);
+    const StripPolicy arg_policy{kTokenArg, &e.args, kGranted};
+    const StripPolicy cookie_policy{kUidCookie, &e.cookies, kGranted};
+    TokenHeader h;
+    TokenClaims c;
+    std::string_view v;
+
+    static const char* const kOps[] = {"arg-rewrite", "memcpy-query", "cookie-rewrite", "memcpy-cookie",
+                                       "find-cookie", "open-uid", "hit-uid", "hit-purl"};
+    int which = -1;
+    for (int k = 0; k < 8; k++)
+        if (op == kOps[k]) which = k;
+    if (which < 0) return 2;
+
+    long ok = 0;
+    for (long i = 0; i < n; i++) {
+        switch (which) {
+        case 0: {
+            NameList names(b.list.data(), b.list.size());
+            ok += rewrite_query(e.query, arg_policy, b.args.data(), &names).removed == kArgsStripped;
+            break;
+        }
+        case 1:
+            keep(b.args.data());
+            std::memcpy(b.args.data(), e.query.data(), e.query.size());
+            keep(b.args.data());
+            ok++;
+            break;
+        case 2: {
+            NameList names(b.list.data(), b.list.size());
+            ok += rewrite_cookie_header(e.cookie, cookie_policy, b.cookie.data(), &names).removed ==
+                  kCookiesStripped;
+            break;
+        }
+        case 3:
+            keep(b.cookie.data());
+            std::memcpy(b.cookie.data(), e.cookie.data(), e.cookie.size());
+            keep(b.cookie.data());
+            ok++;
+            break;
+        case 4:
+            ok += find_cookie(e.cookie, kUidCookie, &v);
+            break;
+        case 5:
+            ok += open_token(e.uid, ExpectKind::uid, e.ring, kNow, &h, &c) == TokenStatus::valid;
+            break;
+        case 6:
+            ok += hit_path(e, e.query, b, false) == kArgsStripped + kCookiesStripped;
+            break;
+        default:
+            ok += hit_path(e, e.purl_query, b, false) == kArgsStripped + 1 + kCookiesStripped;
+            break;
+        }
+    }
+    return ok == n ? 0 : 1;
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/python3
+"""Instructions per request inside nginx, by scenario, from callgrind:
+repeatable on a noisy machine where wall time is not (issue 5, item 3).
+
+For each scenario, the front nginx of bench/macro.py runs in one process
+(master_process off) under `valgrind --tool=callgrind`, serves N1 and then,
+in a second run, N2 sequential keep-alive requests with the scenario's
+request; (I(N2) - I(N1)) / (N2 - N1) cancels start-up and shutdown. Only
+user-space instructions count: the kernel's share (the network) is the
+same for every scenario anyway (same syscalls per request).
+
+  bench/request_icount.py [--scenarios B2,B3,B4,B5,B6] [--n1 300 --n2 1300]
+      [--annotate]   keep the scenario's callgrind file (N2 requests) in
+                     build-release/macro/ for callgrind_annotate
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import macro  # noqa: E402
+
+
+def run_once(bench, name, conf, query, headers, n, keep_out=None):
+    port = int(re.search(r"listen 127.0.0.1:(\d+)", conf).group(1))
+    d = os.path.join(bench.tmp, "%s-%d" % (name, n))
+    os.makedirs(os.path.join(d, "tmp"))
+    conf = conf.replace("@DIR@", d).replace("worker_processes", "master_process off;\nworker_processes")
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(conf)
+    out = keep_out or os.path.join(d, "callgrind.out")
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                          macro.NGINX, "-p", d + "/", "-c", os.path.join(d, "nginx.conf"), "-g", "daemon off;"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not macro.wait_port(port, 60):
+            raise SystemExit("nginx under valgrind did not listen; see %s" % d)
+        if "consent on" in conf:
+            deadline = time.time() + 30
+            while macro.counters(port).get("consent_subscription_up", 0) != 1 and time.time() < deadline:
+                time.sleep(0.1)
+            # warm the cache (B4, B5): until a request is served from it
+            for _ in range(50):
+                _, h = macro.check(port, query, headers)
+                if h.get("x-source") in ("cache", "none", None):
+                    break
+                time.sleep(0.05)
+        conn = macro.http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for _ in range(n):
+            conn.putrequest("GET", macro.PATH + "?" + query, skip_host=True, skip_accept_encoding=True)
+            for k, v in headers:
+                conn.putheader(k, v)
+            conn.endheaders()
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                raise SystemExit("%s: status %d" % (name, r.status))
+        conn.close()
+    finally:
+        # graceful, then fast shutdown (callgrind writes its file either way)
+        for sig, wait in ((macro.signal.SIGQUIT, 20), (macro.signal.SIGTERM, 20), (macro.signal.SIGKILL, 60)):
+            p.send_signal(sig)
+            try:
+                p.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    with open(out) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return int(line.split()[1])
+    raise SystemExit("no callgrind summary in " + out)
+
+
+def functions(path):
+    """Exclusive instructions by function, from callgrind_annotate."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", path], capture_output=True, text=True).stdout
+    funcs = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\([\s\d.]+%\)\s+(.*)$", line)
+        if m and "PROGRAM TOTALS" not in line:
+            name = re.sub(r"\s*\[[^\]]*\]$", "", m.group(2))
+            name = re.sub(r"^\S*:(?=[^:])", "", name, count=1) if not name.startswith("???:") else name[4:]
+            funcs[name] = funcs.get(name, 0) + int(m.group(1).replace(",", ""))
+    return funcs
+
+
+def annotate(b1_path, path, n, top=25):
+    """The functions whose exclusive instructions grew most over B1, per
+    request (start-up included, so the smallest entries are blurred)."""
+    b1, sc = functions(b1_path), functions(path)
+    diff = sorted(((sc.get(f, 0) - b1.get(f, 0)) / float(n), f) for f in set(b1) | set(sc))
+    diff.reverse()
+    print("     top added instructions per request (exclusive, vs B1 on the same request):")
+    for d, f in diff[:top]:
+        if d < 20:
+            break
+        print("     %+8.0f  %s" % (d, f[:110]))
+    print("     files: %s, %s" % (b1_path, path))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--module", default=os.path.join(macro.REPO, "build-release", "ngx_http_consent_module.so"))
+    ap.add_argument("--scenarios", default="B2,B3,B4,B5,B6", help="each beside B1 on the same request")
+    ap.add_argument("--n1", type=int, default=300)
+    ap.add_argument("--n2", type=int, default=1300)
+    ap.add_argument("--annotate", action="store_true",
+                    help="print the top functions (exclusive) of the B4/B5 runs, per request")
+    a = ap.parse_args()
+    args = macro.parse_args(["--workers", "1", "--module", a.module])
+    bench = macro.Bench(args)
+    try:
+        bench.setup()
+        b6 = (macro.forged(bench.keys.mint("purl", "victim", "x")), macro.forged(bench.keys.mint("uid", "victim")))
+        specs = {"B1": (None, False, True, (bench.uid, "")), "B2": ("off", False, True, (bench.uid, "")),
+                 "B3": ("on", False, False, ("", "")), "B4": ("on", False, True, (bench.uid, "")),
+                 "B5": ("on", True, True, (bench.purl, bench.uid)), "B6": ("on", True, True, b6)}
+        print("%-4s %16s %16s %16s" % ("", "instr/request", "B1, same request", "added"))
+        for s in [x.strip().upper() for x in a.scenarios.split(",")]:
+            if s == "B1":
+                continue
+            consent, purl, cookie, fields = specs[s]
+            q, hs = macro.request_template(purl, cookie)
+            q, hs = macro.fill(q, *fields), [(k, macro.fill(v, *fields)) for k, v in hs]
+            per = {}
+            for name in ("B1", s):
+                port = macro.free_port()
+                if name == "B1":
+                    conf = macro.front_conf(port, bench.up_port, 1)
+                else:
+                    conf = macro.front_conf(port, bench.up_port, 1, module=os.path.abspath(a.module),
+                                            consent=consent, keys=bench.keys, redis_port=bench.redis.port)
+                keep = (os.path.join(args.out, "callgrind.%s%s.out" % (s, ".B1" if name == "B1" else ""))
+                        if a.annotate else None)
+                if keep:
+                    os.makedirs(args.out, exist_ok=True)
+                i1 = run_once(bench, name + s, conf, q, hs, a.n1)
+                i2 = run_once(bench, name + s, conf, q, hs, a.n2, keep)
+                per[name] = (i2 - i1) / float(a.n2 - a.n1)
+            print("%-4s %16.0f %16.0f %+16.0f" % (s, per[s], per["B1"], per[s] - per["B1"]), flush=True)
+            if a.annotate:
+                annotate(os.path.join(args.out, "callgrind.%s.B1.out" % s),
+                         os.path.join(args.out, "callgrind.%s.out" % s), a.n2)
+    finally:
+        bench.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora under tests/fuzz/corpus/<target>/.
+
+Run it again after changing an input layout; it only (re)writes the files it
+names (seed-*), so regression inputs added by hand (regression-*) stay.
+The FuzzedDataProvider layouts are described at the top of each fuzzer.
+"""
+import base64
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# docs/token-format.md, "Test vectors".
+XCHACHA_LINE = "xchacha20poly1305 8f2c1d5e0a7b94c3e6f1082d4b5a69c7d3e0f1a2b4c5d6e7f8091a2b3c4d5e6f"
+AES_LINE = "aes256gcm 4a1f0e9d8c7b6a5948372615f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b"
+PSEUDONYM_LINE = "5c1e3a7f9b2d4c6e8a0f1b3d5e7a9c2b4d6f8e0a1c3e5b7d9f2a4c6e8b0d1f3a"
+TOKENS = {
+    "xchacha-purl": "AQEBAAEAAQIDBAUGBwgJCgsMDQ4PEBESExQVFheUMYT1197XzXc_S62j9D-KxLMmJ1cupo19_BxijMMnCzLQKU9I4UnF4FbQr1UMP1e1ZGt_NQ2mHzNM9oFqKeE",
+    "aes-uid": "AQICAQKgoaKjpKWmp6ipqquKQftb0ss6I-9NL4VZ9qyZobO03t52FHbH4mnlw03J_B1BFPy0pK9bQPwHkko",
+    "aes-purl": "AQECAQIPDg0MCwoJCAcGBQQuCQnZEI70YxHt-IY8tE8jj4LKYlxdCDn_BWEiSUdkUMCY_SaeL8-JQ2UK87SeaR7AMa6mHL8eokypwr34mw8",
+}
+
+
+class Fdp:
+    """Builds input bytes for LLVM's FuzzedDataProvider: strings and bytes
+    from the front, integers from the back (little-endian, first consumed
+    last in the file)."""
+
+    def __init__(self):
+        self.front = b""
+        self.back = []
+
+    def int(self, value, nbytes=1):
+        self.back.append(value.to_bytes(nbytes, "little"))
+        return self
+
+    def u64(self, value):
+        return self.int(value, 8)
+
+    def string(self, s):
+        b = s.encode("latin-1") if isinstance(s, str) else s
+        self.front += b.replace(b"\\", b"\\\\") + b"\\|"
+        return self
+
+    def raw(self, b):
+        self.front += b.encode("latin-1") if isinstance(b, str) else b
+        return self
+
+    def bytes(self):
+        return self.front + b"".join(reversed(self.back))
+
+
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data.encode("latin-1") if isinstance(data, str) else data)
+
+
+def token_corpus():
+    t = "fuzz_token"
+    for name, tok in TOKENS.items():
+        write(t, name, tok)
+    x = TOKENS["xchacha-purl"]
+    write(t, "padded", x + "==")
+    write(t, "std-alphabet", x.replace("-", "+").replace("_", "/"))
+    write(t, "truncated", x[:-5])
+    write(t, "trailing-bits", TOKENS["aes-uid"][:-1] + "l")
+    write(t, "newline", x + "\n")
+    write(t, "unknown-key", b64(b"\x01\x01\x01\x00\x07" + bytes(range(24)) + bytes(40)))
+    write(t, "key-id-0", b64(b"\x01\x01\x01\x00\x00" + bytes(range(24)) + bytes(40)))
+    write(t, "wrong-suite", b64(b"\x01\x01\x02\x00\x01" + bytes(range(12)) + bytes(40)))
+    write(t, "version-2", b64(b"\x02\x01\x01\x00\x01" + bytes(range(24)) + bytes(40)))
+    write(t, "header-only", b64(b"\x01\x02\x02\x01\x02"))
+    write(t, "oversize", "A" * 600)
+    # Round trips: nonce bytes, subject, campaign from the front; from the
+    # back: suite, kind, nonce choice, issued_at, expires_at, now,
+    # mutate_at, mutate_to, cut.
+    def rt(name, xchacha, purl, subject, campaign, issued, expires, now, nonce_len=None):
+        nl = 24 if xchacha else 12
+        f = Fdp().int(1 if xchacha else 0).int(1 if purl else 0).int(1).u64(issued).u64(expires).u64(now)
+        f.int(17, 2).int(ord("A")).int(40, 2)
+        f.raw(bytes(range(nl))).string(subject).string(campaign)
+        write(t, "roundtrip-" + name, f.bytes())
+    rt("xchacha-purl", True, True, "cust-000042", "2026-11-newsletter", 1790000000, 1792592000, 1790050000)
+    rt("aes-uid", False, False, "cust-000042", "", 1790000000, 1805552000, 1790050000)
+    rt("expired", True, False, "partner:ACME-17", "research-panel", 1790000000, 1790086400, 1790086400)
+    rt("future", False, True, "s", "c", 1790000301, 1890000000, 1790000000)
+    rt("max-lengths", True, True, "s" * 64, "c" * 64, 0, 2**64 - 1, 2**62)
+    rt("too-long", False, True, "s" * 65, "", 1, 2, 1)
+    rt("unprintable", True, False, "cust\x7f", "camp\n", 1, 2, 1)
+    rt("empty-subject", True, True, "", "c", 1, 2, 1)
+
+
+def keyfile_corpus():
+    t = "fuzz_keyfile"
+    write(t, "xchacha", XCHACHA_LINE)
+    write(t, "xchacha-lf", XCHACHA_LINE + "\n")
+    write(t, "aes-crlf", AES_LINE + "\r\n")
+    write(t, "aes-upper", "aes256gcm " + AES_LINE.split()[1].upper() + "\n")
+    write(t, "pseudonym-lf", PSEUDONYM_LINE + "\n")
+    write(t, "two-newlines", XCHACHA_LINE + "\n\n")
+    write(t, "two-lines", XCHACHA_LINE + "\n" + AES_LINE + "\n")
+    write(t, "two-spaces", "aes256gcm  " + AES_LINE.split()[1])
+    write(t, "tab", "aes256gcm\t" + AES_LINE.split()[1])
+    write(t, "trailing-space", AES_LINE + " \n")
+    write(t, "short-hex", AES_LINE[:-2] + "\n")
+    write(t, "non-hex", AES_LINE[:-1] + "g")
+    write(t, "unknown-suite", "chacha20 " + PSEUDONYM_LINE)
+    write(t, "bom", "\xef\xbb\xbf" + XCHACHA_LINE)
+    write(t, "empty", "")
+
+
+def policy(granted, patterns, always_kind, always="", use_rules=1):
+    """The fuzz_policy.h prefix: (purpose, pattern) pairs, up to four."""
+    f = Fdp().int(granted).int(len(patterns))
+    purposes = [p for p, _ in patterns] + [0] * (4 - len(patterns))
+    for p in purposes:
+        f.int(p)
+    f.int(always_kind).int(use_rules)
+    if always_kind == 2:
+        f.string(always)
+    for _, pat in patterns:
+        f.string(pat)
+    return f
+
+
+# Purpose indexes: 0 service, 1 analysis, 2 marketing, 3 ads.
+MARKETING = [(2, "utm_*"), (2, "gclid"), (2, "fbclid"), (3, "_ga*")]
+ANALYSIS = [(1, "_ga"), (1, "_ga_*"), (1, "_gid"), (3, "_fbp")]
+
+
+def query_corpus():
+    t = "fuzz_query_rewrite"
+    tok = TOKENS["xchacha-purl"]
+    cases = {
+        "mail-link": (0, MARKETING, 1, "", f"ctk={tok}&utm_source=mail&utm_medium=email&page=2"),
+        "granted": (0b100, MARKETING, 1, "", f"ctk={tok}&utm_source=mail&page=2"),
+        "nothing-removed": (0xFF, MARKETING, 0, "", "a=1&&b=2&&"),
+        "uppercase": (0, MARKETING, 1, "", "UTM_SOURCE=x&Utm_Campaign=y&GCLID=z&q=shoes"),
+        "encoded-names": (0, MARKETING, 1, "", "ut%6D_source=x&%63tk=abc&%75tm_medium=y&keep=%26"),
+        "empty-segments": (0, MARKETING, 0, "", "&&utm_source=a&&b=2&"),
+        "no-equals": (0, MARKETING, 1, "", "ctk&gclid&x&utm_"),
+        "malformed-escapes": (0, MARKETING, 1, "", "%zz=1&%=2&%2=3&utm%5=4&fbclid=%"),
+        "long-name": (0, MARKETING, 1, "", "ut%6D_" + "a" * 300 + "=1&x=2"),
+        "long-raw": (0, [(2, "zz*")], 0, "", "%7A%7A" + "%41" * 120 + "=1&y=2"),
+        "empty": (0, MARKETING, 1, "", ""),
+        "custom-always": (0, [], 2, "session_token", "session_token=abc&Session_Token=def&x=1"),
+        "no-rules": (0, MARKETING, 1, "", "utm_source=a&ctk=b"),
+        "unlistable": (0, [(2, "a b"), (2, "x,y*")], 0, "", "a%20b=1&x%2Cy1=2&x,y2=3&ok=4"),
+        "control-bytes": (0, [(2, "\x00*")], 0, "", "%00a=1&\x00b=2&c=\x00"),
+    }
+    for name, (granted, pats, ak, always, q) in cases.items():
+        f = policy(granted, pats, ak, always, 0 if name == "no-rules" else 1)
+        f.int(16).int(200, 2).raw(q)
+        write(t, name, f.bytes())
+
+
+def cookie_corpus():
+    t = "fuzz_cookie_rewrite"
+    uid = TOKENS["aes-uid"]
+    cases = {
+        "returning-visitor": (0, ANALYSIS, 2, "vid", f"vid={uid}; _ga=GA1.2.3; _gid=x; lang=en"),
+        "granted": (0b10, ANALYSIS, 2, "vid", f"vid={uid}; _ga=GA1.2.3; _gid=x; lang=en"),
+        "no-spaces": (0, [(1, "x")], 0, "", "a;b;c;x"),
+        "blank-pairs": (0, ANALYSIS, 0, "", " ; ;\t;"),
+        "tabs": (0, ANALYSIS, 0, "", "\t_ga = 1 ;lang=en\t; _gid\t=2"),
+        "no-equals": (0, ANALYSIS, 0, "", "noequals; _ga; =value; a=1"),
+        "all-removed": (0, ANALYSIS, 0, "", "_ga=1; _gid=2; _ga_XYZ=3"),
+        "case": (0, ANALYSIS, 2, "vid", "VID=1; _GA=2; _Fbp=fb.1; cart=7"),
+        "empty": (0, ANALYSIS, 0, "", ""),
+        "values-with-separators": (0, ANALYSIS, 0, "", "a=b=c; _ga=x=y; q=\"1;2\""),
+        "unlistable": (0, [(1, "a b"), (1, "x,y")], 0, "", "a b=1; x,y=2; ok=3"),
+    }
+    for name, (granted, pats, ak, always, h) in cases.items():
+        f = policy(granted, pats, ak, always)
+        f.int(16).raw(h)
+        write(t, name, f.bytes())
+
+
+def set_cookie_corpus():
+    t = "fuzz_set_cookie_name"
+    for name, v in {
+        "uid": "vid=AQIC; Path=/; Max-Age=15552000; Secure; HttpOnly; SameSite=Lax",
+        "spaces": "  _ga \t= GA1.2.3; Domain=.example.com",
+        "no-value": "flag; Path=/",
+        "semicolon-first": "a;b=c",
+        "empty-name": "=x; Path=/",
+        "blank": " \t ",
+        "host-prefix": "__Host-session=1; Secure; Path=/",
+        "empty": "",
+    }.items():
+        write(t, name, v)
+
+
+def record_corpus():
+    t = "fuzz_record"
+
+    def rec(name, items, declared=4):
+        f = Fdp().int(0).int(declared).int(len(items))
+        for it in items:
+            f.string(it)
+        write(t, "record-" + name, f.bytes())
+
+    rec("full", ["v", "3", "service", "1", "analysis", "0", "marketing", "1", "exp", "1790000000", "erased", "0"])
+    rec("no-version", ["analysis", "1"])
+    rec("malformed-values", ["v", "2", "service", " 1", "analysis", "1 ", "marketing", "01", "ads", "true"])
+    rec("bad-version", ["v", "3a", "service", "1"])
+    rec("version-overflow", ["v", "18446744073709551616"])
+    rec("version-max", ["v", "18446744073709551615", "ads", "1"])
+    rec("bad-exp", ["v", "1", "exp", "-1"])
+    rec("bad-erased", ["v", "1", "erased", "yes"])
+    rec("erased", ["v", "9", "erased", "1", "service", "1"])
+    rec("odd", ["v", "1", "service"])
+    rec("empty", [])
+    rec("duplicates", ["service", "1", "service", "0", "analysis", "0", "analysis", "1"])
+    rec("undeclared", ["service", "1", "analysis", "1"], declared=1)
+    rec("33-purposes", ["p31", "1", "p32", "1", "p33", "1", "service", "1"], declared=34)
+    rec("empty-strings", ["", "", "v", "", "service", ""])
+
+    def upd(name, msg):
+        write(t, "update-" + name, Fdp().int(1).raw(msg).bytes())
+
+    upd("plain", "cust-000042 7")
+    upd("flush", "*")
+    upd("spaces-in-subject", "partner ACME 17 12")
+    upd("no-subject", " 5")
+    upd("max", "x 18446744073709551615")
+    upd("overflow", "x 18446744073709551616")
+    upd("negative", "x -1")
+    upd("no-version", "cust-000042 ")
+    upd("long-subject", "s" * 65 + " 1")
+    upd("control", "cust\x01 1")
+    upd("star-version", "* 3")
+
+    # Cache rule sequences. Mode 2 ops (after ttl u64, subscribed):
+    # 0 announce u64, 1 store (u64 version, u32 granted, bool exists),
+    # 2 now = u64, 3 now += u16, 4 ttl = u64, 5 subscribed = bool,
+    # 6 valid_since = u64, 7 valid_since = now.
+    f = Fdp().int(2).u64(60000).int(1)
+    f.int(1).u64(3).int(5, 4).int(1)       # store v3
+    f.int(3).int(1000, 2)                  # +1 s
+    f.int(0).u64(4)                        # announce v4: stale
+    f.int(1).u64(3).int(5, 4).int(1)       # a racing read of v3: refused
+    f.int(1).u64(4).int(1, 4).int(1)       # v4 stored: fresh
+    f.int(3).int(60000, 2)                 # past the ttl
+    write(t, "slots-race", f.bytes())
+    f = Fdp().int(2).u64(2**64 - 1).int(1)
+    f.int(2).u64(2**64 - 2).int(1).u64(0).int(0, 4).int(0)  # negative entry near the end of time
+    f.int(2).u64(5).int(7).int(5).int(0).int(5).int(1)
+    write(t, "slots-clock", f.bytes())
+
+    # Mode 3 world ops (after ttl 1..100000): 0 write, 1 deliver, 2 read
+    # sent, 3 reply (index), 4 time += 0..5000, 5 drop, 6 resubscribe, 7 flush.
+    f = Fdp().int(3).int(30000, 3)
+    f.int(2).int(4).int(10, 2).int(0).int(4).int(10, 2).int(3).int(0)  # read races a write
+    f.int(1).int(2).int(3).int(0)                                      # deliver, read again
+    f.int(5).int(4).int(5, 2).int(0).int(4).int(5, 2).int(6)           # lost write, resubscribe
+    f.int(2).int(3).int(0).int(4).int(40000, 2)                        # fresh read; ttl passes
+    write(t, "world-race", f.bytes())
+    f = Fdp().int(3).int(1000, 3)
+    for _ in range(3):
+        f.int(0).int(2).int(4).int(3, 2).int(1).int(3).int(0).int(7)
+    write(t, "world-writes", f.bytes())
+
+
+def main():
+    token_corpus()
+    keyfile_corpus()
+    query_corpus()
+    cookie_corpus()
+    set_cookie_corpus()
+    record_corpus()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
