@@ -381,8 +381,11 @@ class T1Store(LogCheck, RedisStoreBase):
         # the message reaches worker 0 asynchronously: allow it a moment
         r, took = self.wait_source(s, ("redis",), 1.0)
         self.assertDecision(r, "redis", ALL.replace("marketing,", ""), "1", s)
-        self.assertEqual(self.ok(s).source, "cache")
-        self.assertEqual(self.hgetall_calls() - before, 1)
+        # A read sent in the very millisecond the flush was applied counts
+        # as stale too (the cache cannot order events within a
+        # millisecond), so one more read may follow before it is cached.
+        r, took = self.wait_source(s, ("cache",), 1.0)
+        self.assertIn(self.hgetall_calls() - before, (1, 2))
 
     def test_04_erasure(self):
         """4: an erased subject: nothing granted, subject variables empty,

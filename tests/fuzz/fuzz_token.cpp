@@ -271,11 +271,70 @@ void fuzz_round_trip(FuzzedDataProvider& fdp) {
     FUZZ_CHECK(!opens(open(shorter, ExpectKind::any, now, &hdr, &got)), "truncated token opened");
 }
 
+uint64_t load_be64(const uint8_t* p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+
+void fuzz_plaintext(FuzzedDataProvider& fdp) {
+    const Ring& r = ring();
+    const Key& key = fdp.ConsumeBool() ? *r.xchacha : *r.aes;
+    const TokenKind kind = fdp.ConsumeBool() ? TokenKind::purl : TokenKind::uid;
+    const uint64_t now = fdp.ConsumeBool() ? kNows[0] : fdp.ConsumeIntegralInRange<uint64_t>(0, uint64_t(1) << 62);
+    const size_t nonce_len = nonce_bytes(key.suite());
+    std::vector<uint8_t> blob = fdp.ConsumeBytes<uint8_t>(nonce_len);
+    blob.resize(nonce_len, 0xa5);
+    blob.insert(blob.begin(), {kTokenVersion, static_cast<uint8_t>(kind), static_cast<uint8_t>(key.suite()),
+                               static_cast<uint8_t>(key.id() >> 8), static_cast<uint8_t>(key.id())});
+    const std::vector<uint8_t> pt = fdp.ConsumeBytes<uint8_t>(kMaxPlaintext + 8);
+    const size_t ct_at = blob.size();
+    blob.resize(ct_at + pt.size() + kTagBytes);
+    FUZZ_CHECK(key.seal(blob.data() + kHeaderBytes, blob.data(), kHeaderBytes, pt.data(), pt.size(),
+                        blob.data() + ct_at),
+               "seal");
+    std::string text(base64url_encoded_len(blob.size()), '\0');
+    base64url_encode(blob.data(), blob.size(), text.data());
+
+    // The reference reading of the plaintext layout.
+    TokenStatus want = TokenStatus::invalid;
+    TokenClaims c;
+    const size_t n = pt.size();
+    if (n >= kMinPlaintext && n <= kMaxPlaintext) {
+        const size_t slen = pt[16];
+        if (slen >= 1 && slen <= kMaxSubject && 17 + slen < n) {
+            const size_t clen = pt[17 + slen];
+            const std::string_view subj(reinterpret_cast<const char*>(pt.data()) + 17, slen);
+            const std::string_view camp(reinterpret_cast<const char*>(pt.data()) + 18 + slen, n - 18 - slen);
+            if (clen <= kMaxCampaign && 18 + slen + clen == n && printable(subj) && printable(camp)) {
+                c.issued_at = load_be64(pt.data());
+                c.expires_at = load_be64(pt.data() + 8);
+                FUZZ_CHECK(c.set(subj, camp), "claims");
+                want = c.issued_at > now + kMaxClockSkew ? TokenStatus::invalid
+                       : c.expires_at <= now             ? TokenStatus::expired
+                                                         : TokenStatus::valid;
+            }
+        }
+    }
+    TokenHeader hdr;
+    TokenClaims got;
+    const TokenStatus st = open(text, kind == TokenKind::purl ? ExpectKind::purl : ExpectKind::uid, now, &hdr, &got);
+    FUZZ_CHECK(st == want, "authentic plaintext of %zu bytes opened as %s, reference %s", n, token_status_name(st),
+               token_status_name(want));
+    if (opens(st))
+        FUZZ_CHECK(got.issued_at == c.issued_at && got.expires_at == c.expires_at &&
+                       got.subject_view() == c.subject_view() && got.campaign_view() == c.campaign_view(),
+                   "claims differ from the reference reading");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz_text(std::string_view(reinterpret_cast<const char*>(data), size));
     FuzzedDataProvider fdp(data, size);
-    fuzz_round_trip(fdp);
+    if (fdp.ConsumeIntegralInRange<int>(0, 3) == 0)
+        fuzz_plaintext(fdp);
+    else
+        fuzz_round_trip(fdp);
     return 0;
 }

@@ -84,7 +84,7 @@ def token_corpus():
     # mutate_at, mutate_to, cut.
     def rt(name, xchacha, purl, subject, campaign, issued, expires, now, nonce_len=None):
         nl = 24 if xchacha else 12
-        f = Fdp().int(1 if xchacha else 0).int(1 if purl else 0).int(1).u64(issued).u64(expires).u64(now)
+        f = Fdp().int(1).int(1 if xchacha else 0).int(1 if purl else 0).int(1).u64(issued).u64(expires).u64(now)
         f.int(17, 2).int(ord("A")).int(40, 2)
         f.raw(bytes(range(nl))).string(subject).string(campaign)
         write(t, "roundtrip-" + name, f.bytes())
@@ -96,6 +96,26 @@ def token_corpus():
     rt("too-long", False, True, "s" * 65, "", 1, 2, 1)
     rt("unprintable", True, False, "cust\x7f", "camp\n", 1, 2, 1)
     rt("empty-subject", True, True, "", "c", 1, 2, 1)
+
+    # Authentic plaintexts (selector 0): suite, kind, the fixed clock; then
+    # nonce and plaintext bytes from the front.
+    def pt(name, xchacha, purl, plaintext):
+        f = Fdp().int(0).int(1 if xchacha else 0).int(1 if purl else 0).int(1)
+        f.raw(bytes(24 if xchacha else 12)).raw(plaintext)
+        write(t, "plaintext-" + name, f.bytes())
+
+    def layout(issued, expires, subject, campaign, clen=None):
+        return (struct.pack(">QQ", issued, expires) + bytes([len(subject)]) + subject
+                + bytes([len(campaign) if clen is None else clen]) + campaign)
+
+    pt("well-formed", True, True, layout(1790000000, 1792592000, b"cust-000042", b"2026-11-newsletter"))
+    pt("no-campaign", False, False, layout(1790000000, 1805552000, b"cust-000042", b""))
+    pt("trailing-byte", True, False, layout(1, 2**63, b"s", b"c") + b"x")
+    pt("subject-len-0", False, True, layout(1, 2**63, b"", b"c"))
+    pt("subject-len-65", True, True, layout(1, 2**63, b"s" * 65, b""))
+    pt("campaign-len-short", True, True, layout(1, 2**63, b"s", b"cc", clen=3))
+    pt("unprintable", False, False, layout(1, 2**63, b"s\x00", b"c\x7f"))
+    pt("too-short", True, True, struct.pack(">QQ", 1, 2) + b"\x01")
 
 
 def keyfile_corpus():
