@@ -68,7 +68,10 @@ bool TokenClaims::set(std::string_view subj, std::string_view camp) {
     if (!printable(subj) || !printable(camp)) return false;
     std::memcpy(subject, subj.data(), subj.size());
     subject_len = static_cast<uint8_t>(subj.size());
-    std::memcpy(campaign, camp.data(), camp.size());
+    // An empty campaign may be a default string_view, {nullptr, 0}: memcpy
+    // from a null pointer is undefined even for 0 bytes (UBSan, the UID
+    // cookie path passes std::string_view()).
+    if (!camp.empty()) std::memcpy(campaign, camp.data(), camp.size());
     campaign_len = static_cast<uint8_t>(camp.size());
     return true;
 }

@@ -290,7 +290,14 @@ ngx_http_consent_decide(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
 
     ctx->uid_action = consent::UidAction::none;
 
-    if (!clcf->uid.name.empty() && !clcf->dry_run) {
+    /*
+     * A failure decision is the edge being careful, not the customer
+     * deciding: it must not wipe every visitor's cookie during a Redis
+     * outage. The cookie still never reaches the upstream.
+     */
+    if (!clcf->uid.name.empty() && !clcf->dry_run
+        && ctx->decision.source != consent::Source::failure)
+    {
         facts.subject_from_purl = ctx->subject_from_purl;
         facts.erased = ctx->decision.erased;
         facts.purpose_granted = clcf->uid_purpose < 0

@@ -3,6 +3,7 @@
 # (./configure --with-compat --add-dynamic-module), and the packaged nginx
 # loads the result.
 set -euo pipefail
+. "$(dirname "$0")/nginx_env.sh"
 repo=$1
 consentctl=$2
 src=${NGINX_DEV_SOURCE:-/usr/share/nginx/src}
@@ -25,6 +26,7 @@ error_log stderr;
 events {}
 http { consent_key 1 $dir/token.key; }
 CONF
-/usr/sbin/nginx -t -p "$dir" -c "$dir/nginx.conf" 2> "$dir/t.out" || { cat "$dir/t.out"; fail "nginx -t"; }
+nginx_run "$dir" -t -p "$dir" -c "$dir/nginx.conf" 2> "$dir/t.out" || { cat "$dir/t.out"; fail "nginx -t"; }
 grep -q "test is successful" "$dir/t.out" || fail "nginx -t"
+nginx_reports "$dir" "$dir/t.out"
 echo "shim build loads"

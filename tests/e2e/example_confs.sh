@@ -2,6 +2,7 @@
 # The example configurations in conf/ pass `nginx -t` with the built module,
 # with their key, certificate and module paths pointed at generated files.
 set -euo pipefail
+. "$(dirname "$0")/nginx_env.sh"
 repo=$1
 module=$2
 consentctl=$3
@@ -27,7 +28,8 @@ sed -e "s|/etc/nginx/consent/|$dir/consent/|g" -e "s|/etc/nginx/tls/|$dir/tls/|g
 cp "$repo/conf/demo.conf" "$dir/demo.conf"
 
 for conf in front-proxy.conf demo.conf; do
-    /usr/sbin/nginx -t -p "$dir/" -c "$conf" > "$dir/out" 2>&1 \
+    nginx_run "$dir" -t -p "$dir/" -c "$conf" > "$dir/out" 2>&1 \
         || { cat "$dir/out"; fail "conf/$conf does not pass nginx -t"; }
+    nginx_reports "$dir" "$dir/out"
 done
 echo "examples pass nginx -t"

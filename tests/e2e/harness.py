@@ -7,6 +7,11 @@ python3-cryptography, imported lazily) which builds tokens with chosen
 issued_at/expires_at (expired or future-dated ones consentctl cannot mint).
 
 Every test program takes `--module PATH --consentctl PATH` (parse_args()).
+
+Sanitizer and valgrind legs (./dev test --asan / --valgrind, docs/testing.md)
+steer how nginx is started through the environment; see "sanitizers and
+valgrind" below (CONSENT_E2E_NGINX_ENV, CONSENT_E2E_NGINX_WRAPPER,
+CONSENT_E2E_SLOWDOWN). Unset, nginx runs exactly as before.
 """
 import argparse
 import atexit
@@ -68,6 +73,154 @@ def parse_args(argv=None):
     MODULE = os.path.abspath(ns.module)
     CONSENTCTL = os.path.abspath(ns.consentctl)
     return [argv[0]] + rest
+
+
+# --------------------------------------------------------------------------
+# sanitizers and valgrind
+#
+# CONSENT_E2E_NGINX_ENV      NAME=VALUE words added to the environment of
+#                            every nginx the harness runs (nginx -t too), e.g.
+#                            LD_PRELOAD=/usr/lib/gcc/x86_64-linux-gnu/12/libasan.so
+#                            ASAN_OPTIONS=detect_leaks=0:log_path={dir}/reports/asan
+#                            (the packaged nginx is not instrumented, so the
+#                            ASan runtime must be preloaded for it to load an
+#                            instrumented module).
+# CONSENT_E2E_NGINX_WRAPPER  a command line nginx runs under, e.g.
+#                            valgrind --tool=memcheck --log-file={dir}/reports/valgrind.%p ...
+# CONSENT_E2E_SLOWDOWN       factor for every time bound of the harness and the
+#                            tests (slow(), default 1): nginx under valgrind
+#                            is many times slower.
+#
+# ASan reads ASAN_OPTIONS when the preloaded runtime starts. UBSan (libubsan,
+# loaded with the module) reads UBSAN_OPTIONS from /proc/self/environ only at
+# its first report, and nginx's process titles have overwritten that by then
+# (`env` directives do not help): a UBSan report from a running nginx goes
+# to stderr, which nginx sends to error.log, without a stack trace, and the
+# worker exits with code 1. error.log is therefore checked as well.
+#
+# "{dir}" stands for the directory of the nginx instance. Whatever lands in
+# {dir}/reports/ is checked when the instance is cleaned up (check_reports()):
+# any ASan/UBSan log there, a valgrind log whose ERROR SUMMARY is not 0 (or
+# that has no summary), or a sanitizer report in error.log (nginx sends
+# stderr there) fails the test or class that owned the instance.
+
+SLOWDOWN = max(1.0, float(os.environ.get("CONSENT_E2E_SLOWDOWN") or 1))
+_NGINX_ENV = os.environ.get("CONSENT_E2E_NGINX_ENV", "").split()
+_NGINX_WRAPPER = os.environ.get("CONSENT_E2E_NGINX_WRAPPER", "").split()
+# Lines that only a sanitizer writes.
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                   "runtime error:", "ERROR: Sanitizer")
+
+
+def slow(seconds):
+    """A time bound in seconds, scaled by CONSENT_E2E_SLOWDOWN."""
+    return seconds * SLOWDOWN
+
+
+def slow_ms(ms):
+    """A duration for nginx.conf ("100ms"), scaled by CONSENT_E2E_SLOWDOWN, so
+    that the module's own timeouts keep their ratio to the tests' bounds."""
+    return "%dms" % round(ms * SLOWDOWN)
+
+
+def under_wrapper():
+    """True when nginx runs under CONSENT_E2E_NGINX_WRAPPER (valgrind)."""
+    return bool(_NGINX_WRAPPER)
+
+
+def nginx_env(directory):
+    """os.environ plus CONSENT_E2E_NGINX_ENV ({dir} -> directory)."""
+    env = dict(os.environ)
+    for word in _NGINX_ENV:
+        name, eq, value = word.partition("=")
+        if not eq or not name:
+            raise SystemExit("CONSENT_E2E_NGINX_ENV: %r is not NAME=VALUE" % word)
+        env[name] = value.replace("{dir}", directory)
+    return env
+
+
+def nginx_argv(directory, args):
+    """[wrapper..., nginx, args...] ({dir} -> directory)."""
+    wrapper = [w.replace("{dir}", directory) for w in _NGINX_WRAPPER]
+    return wrapper + [NGINX] + list(args)
+
+
+# Headings of memcheck's error reports (a log may be read while the process
+# still runs, before its ERROR SUMMARY).
+_VALGRIND_ERRORS = re.compile(
+    r"^==\d+== (Invalid (read|write|free)|Mismatched free|Conditional jump|"
+    r"Use of uninitialised|Syscall param|Source and destination overlap|"
+    r".* bytes in .* are definitely lost|Process terminating)", re.M)
+
+
+def _valgrind_verdict(text, final):
+    """None when a valgrind log is clean, else why it is not. final: the
+    process has exited, so the log must end in an ERROR SUMMARY of 0."""
+    if _VALGRIND_ERRORS.search(text):
+        return "memcheck error: " + _VALGRIND_ERRORS.search(text).group(1)
+    if not final:
+        return None
+    m = re.findall(r"ERROR SUMMARY: (\d+) errors", text)
+    if not m:
+        return "no ERROR SUMMARY (the process did not exit normally)"
+    if int(m[-1]) != 0:
+        return "ERROR SUMMARY: %s errors" % m[-1]
+    return None
+
+
+def check_reports(directory, error_log_text="", final=True):
+    """[(name, reason, text)] for every sanitizer or valgrind finding of the
+    nginx instance in directory: files in directory/reports and sanitizer
+    lines in its error.log. final=False while nginx still runs (valgrind logs
+    have no summary yet)."""
+    found = []
+    rdir = os.path.join(directory, "reports")
+    names = sorted(os.listdir(rdir)) if os.path.isdir(rdir) else []
+    for name in names:
+        p = os.path.join(rdir, name)
+        try:
+            with open(p, "rb") as f:
+                text = f.read().decode("latin-1")
+        except OSError:
+            continue
+        if name.startswith("valgrind"):
+            why = _valgrind_verdict(text, final)
+            if why:
+                found.append((name, why, text))
+        elif text.strip():
+            found.append((name, "sanitizer report", text))
+    bad = [l for l in error_log_text.splitlines() if any(m in l for m in SANITIZER_MARKS)]
+    if bad:
+        found.append(("error.log", "sanitizer lines in error.log", "\n".join(bad[:40])))
+    return found
+
+
+def _keep_reports(directory, found):
+    """Copies the instance's reports to CONSENT_E2E_REPORT_DIR (if set), so
+    they outlive the instance's temp directory. The new path, or None."""
+    dest_root = os.environ.get("CONSENT_E2E_REPORT_DIR")
+    if not dest_root:
+        return None
+    dest = os.path.join(dest_root, os.path.basename(directory.rstrip("/")))
+    os.makedirs(dest, exist_ok=True)
+    rdir = os.path.join(directory, "reports")
+    if os.path.isdir(rdir):
+        for name in os.listdir(rdir):
+            shutil.copy(os.path.join(rdir, name), dest)
+    for name in ("error.log", "nginx.conf"):
+        if os.path.exists(os.path.join(directory, name)):
+            shutil.copy(os.path.join(directory, name), dest)
+    return dest
+
+
+def reports_failure(directory, found):
+    """The AssertionError text for check_reports() findings."""
+    kept = _keep_reports(directory, found)
+    parts = ["%d sanitizer/valgrind finding(s) for nginx in %s%s:"
+             % (len(found), directory, (" (copied to %s)" % kept) if kept else "")]
+    for name, why, text in found:
+        parts.append("--- %s: %s\n%s" % (name, why, text[-6000:]))
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------
@@ -222,7 +375,11 @@ class Nginx:
         self.module = module or MODULE
         self.master_pid = None
         self._known_pids = set()
+        self._retired = set()   # workers told to go by a reload
         self.conf = self.path("nginx.conf")
+        # where sanitizer (log_path) and valgrind (--log-file) reports go
+        os.mkdir(self.path("reports"))
+        os.chmod(self.path("reports"), 0o777)  # workers may run as nobody
         _LIVE.add(self)
 
     def path(self, *parts):
@@ -268,18 +425,21 @@ class Nginx:
 
     # -- lifecycle ----------------------------------------------------------
     def _cmd(self, *extra):
-        return [NGINX, "-p", self.dir + "/", "-e", self.path("error.log"),
-                "-c", self.conf, *extra]
+        return nginx_argv(self.dir, ["-p", self.dir + "/", "-e", self.path("error.log"),
+                                     "-c", self.conf, *extra])
 
     def test_config(self):
         """`nginx -t`: (returncode, combined output)."""
         p = subprocess.run(self._cmd("-t"), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=60)
+                           stderr=subprocess.STDOUT, timeout=slow(60),
+                           env=nginx_env(self.dir))
         return p.returncode, p.stdout.decode("latin-1")
 
     def start(self, timeout=10.0):
+        timeout = slow(timeout)
         p = subprocess.run(self._cmd(), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=60)
+                           stderr=subprocess.STDOUT, timeout=slow(60),
+                           env=nginx_env(self.dir))
         out = p.stdout.decode("latin-1")
         if p.returncode != 0:
             raise RuntimeError("nginx failed to start (rc=%d):\n%s\n%s"
@@ -304,8 +464,16 @@ class Nginx:
     def worker_pids(self):
         if self.master_pid is None:
             return []
-        pids = [pid for pid, cmd in _children(self.master_pid)
-                if "worker process" in cmd and "shutting down" not in cmd]
+        if under_wrapper():
+            # Under valgrind /proc/PID/cmdline shows valgrind's command line,
+            # not nginx's process titles: every child of the master that no
+            # reload retired is a worker (the harness configures no cache
+            # manager or loader).
+            pids = [pid for pid, _ in _children(self.master_pid)
+                    if pid not in self._retired]
+        else:
+            pids = [pid for pid, cmd in _children(self.master_pid)
+                    if "worker process" in cmd and "shutting down" not in cmd]
         self._known_pids.update(pids)
         return pids
 
@@ -321,15 +489,21 @@ class Nginx:
     def reload(self, timeout=10.0):
         """SIGHUP; True once a full set of new workers runs (False when the
         reload did not take, e.g. a bad configuration)."""
+        timeout = slow(timeout)
         old = set(self.worker_pids())
+        self._retired |= old
         os.kill(self.master_pid, signal.SIGHUP)
-        return self._wait_workers(old, timeout)
+        if self._wait_workers(old, timeout):
+            return True
+        self._retired -= old  # the reload did not take: they still serve
+        return False
 
     def stop(self, timeout=15.0):
         """SIGQUIT (graceful), wait for the master to exit; SIGKILL the
         processes this object started if it does not."""
         if self.master_pid is None:
             return
+        timeout = slow(timeout)
         pid = self.master_pid
         self.worker_pids()
         try:
@@ -346,7 +520,7 @@ class Nginx:
                 except ProcessLookupError:
                     pass
         # workers (even orphaned ones) of this instance
-        deadline = time.time() + 5
+        deadline = time.time() + slow(5)
         while time.time() < deadline and any(_alive(p) for p in self._known_pids):
             time.sleep(0.05)
         for p in self._known_pids:
@@ -358,14 +532,25 @@ class Nginx:
         self.master_pid = None
 
     def cleanup(self):
+        """Stops nginx and removes its directory; raises AssertionError (the
+        test or class that owns the instance fails) when a sanitizer or
+        valgrind reported anything. The directory is then kept."""
         _LIVE.discard(self)
+        found = []
         try:
             self.stop()
         finally:
-            if os.environ.get("E2E_KEEP"):
+            found = check_reports(self.dir, self.error_log())
+            if os.environ.get("E2E_KEEP") or found:
                 sys.stderr.write("E2E_KEEP: kept %s\n" % self.dir)
             else:
                 shutil.rmtree(self.dir, ignore_errors=True)
+        if found:
+            raise AssertionError(reports_failure(self.dir, found))
+
+    def findings(self):
+        """Sanitizer/valgrind findings so far (nginx may still run)."""
+        return check_reports(self.dir, self.error_log(), final=False)
 
     def error_log(self):
         try:
@@ -375,9 +560,14 @@ class Nginx:
             return ""
 
     def crash_lines(self):
-        """error.log lines that show a crash or an alert."""
-        return [l for l in self.error_log().splitlines()
-                if "[alert]" in l or re.search(r"exited on signal|signal \d+ \(SIG(SEGV|ABRT|BUS|FPE|ILL)", l)]
+        """error.log lines that show a crash or an alert (a worker that exited
+        with a non-zero code, e.g. killed by a sanitizer report, included),
+        and a line per sanitizer or valgrind report so far."""
+        lines = [l for l in self.error_log().splitlines()
+                 if "[alert]" in l or re.search(r"exited on signal|signal \d+ \(SIG(SEGV|ABRT|BUS|FPE|ILL)"
+                                                r"|exited with code [1-9]", l)]
+        return lines + ["%s: %s" % (name, why) for name, why, _ in self.findings()
+                        if name != "error.log"]
 
     # -- requests -----------------------------------------------------------
     def request(self, method, target, headers=(), body=None, **kw):
@@ -530,7 +720,9 @@ def http_request(port, method, target, headers=(), body=None, host="localhost",
                  timeout=15.0, raw=None):
     """Sends one request on a fresh connection (Connection: close) exactly as
     given: `target` and every header (duplicates included) go out byte for
-    byte. `raw` sends those bytes instead of building a request."""
+    byte. `raw` sends those bytes instead of building a request. timeout is
+    scaled by slow()."""
+    timeout = slow(timeout)
     if isinstance(target, str):
         target = target.encode("latin-1")
     if raw is None:

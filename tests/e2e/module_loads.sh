@@ -2,6 +2,7 @@
 # The packaged nginx loads the module, accepts a configuration using its
 # directives (nginx -t), serves with it, and rejects a bad key file.
 set -euo pipefail
+. "$(dirname "$0")/nginx_env.sh"
 module=$1
 consentctl=$2
 dir=$(mktemp -d /tmp/consent-e2e-XXXXXX)
@@ -36,23 +37,25 @@ CONF
 }
 
 write_conf ""
-/usr/sbin/nginx -t -p "$dir" -c "$dir/nginx.conf" 2> "$dir/t.out" || { cat "$dir/t.out"; fail "nginx -t"; }
+nginx_run "$dir" -t -p "$dir" -c "$dir/nginx.conf" 2> "$dir/t.out" || { cat "$dir/t.out"; fail "nginx -t"; }
 grep -q "test is successful" "$dir/t.out" || fail "nginx -t did not succeed"
 
-/usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf"
+nginx_run "$dir" -p "$dir" -c "$dir/nginx.conf"
 for _ in $(seq 50); do [ -s "$dir/nginx.pid" ] && break; sleep 0.1; done
 body=$(curl -fsS "http://127.0.0.1:$port/")
 [ "$body" = "ok" ] || fail "unexpected body '$body'"
+nginx_stop "$dir" || fail "nginx did not stop"
 
 # A group-readable key file is refused, naming the directive and the reason.
 chmod 0640 "$dir/token.key"
-if /usr/sbin/nginx -t -p "$dir" -c "$dir/nginx.conf" 2> "$dir/t.out"; then fail "group-readable key accepted"; fi
+if nginx_run "$dir" -t -p "$dir" -c "$dir/nginx.conf" 2> "$dir/t.out"; then fail "group-readable key accepted"; fi
 grep -q '"consent_key": key file .*readable by group or others' "$dir/t.out" || { cat "$dir/t.out"; fail "no clear error"; }
 chmod 0600 "$dir/token.key"
 
 # A duplicate key id is refused.
 write_conf "consent_key 3 $dir/token.key;"
-if /usr/sbin/nginx -t -p "$dir" -c "$dir/nginx.conf" 2> "$dir/t.out"; then fail "duplicate key id accepted"; fi
+if nginx_run "$dir" -t -p "$dir" -c "$dir/nginx.conf" 2> "$dir/t.out"; then fail "duplicate key id accepted"; fi
 grep -q 'duplicate key id 3' "$dir/t.out" || { cat "$dir/t.out"; fail "no duplicate error"; }
 
+nginx_reports "$dir" "$dir/t.out"
 echo "1 passed, 0 failed"

@@ -218,7 +218,7 @@ class ConsentE2E(unittest.TestCase):
         for target, headers in [("/p?ctk=" + t, []), ("/p", [("Cookie", "vid=" + u)]),
                                 ("/r/x?ctk=" + t, []), ("/ua/x", [("Cookie", "vid=" + u)])]:
             self.get(target, headers)
-        time.sleep(0.3)
+        time.sleep(H.slow(0.3))
         log = self.ngx.error_log()
         self.assertEqual(self.ngx.crash_lines(), [])
         for tok in sorted(self.tokens_used):
@@ -623,7 +623,7 @@ class TestVariables(ConsentE2E):
     def test_keepalive_requests_are_independent(self):
         t = self.mint(campaign=CAMPAIGN)
         u = self.mint(SUBJECT2, kind="uid")
-        conn = http.client.HTTPConnection("127.0.0.1", self.ngx.port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", self.ngx.port, timeout=H.slow(10))
         try:
             def one(target, headers):
                 conn.putrequest("GET", target, skip_accept_encoding=True)
@@ -796,7 +796,7 @@ class TestLogs(ConsentE2E):
         t = self.mint("log-dead-subject-0815", campaign="c")
         r = self.get("/dead/x?ctk=%s&utm_source=1&k=1" % t)
         self.assertEqual(r.status, 502)
-        time.sleep(0.2)
+        time.sleep(H.slow(0.2))
         log = self.ngx.error_log()
         self.assertRegex(log, r"\[error\].*/dead/x", "nginx logged no error line for the request")
         self.assertNotIn(t, log)
@@ -805,7 +805,7 @@ class TestLogs(ConsentE2E):
     def test_access_log_request_line_has_no_token(self):
         t = self.mint("log-access-subject-0816")
         self.seen("/logged/x?ctk=%s&k=1" % t)
-        deadline = time.time() + 5
+        deadline = time.time() + H.slow(5)
         text = ""
         while time.time() < deadline and "/logged/x" not in text:
             time.sleep(0.1)

@@ -60,7 +60,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Exactly the input's bytes on the heap: ASan catches a read past them.
     std::unique_ptr<char[]> buf(new char[size ? size : 1]);
     if (size) std::memcpy(buf.get(), data, size);
-    const std::string_view text(buf.get(), size);
+    // An empty input is passed as a default string_view, {nullptr, 0}, as
+    // callers do: UBSan then checks that nothing memcpy()s from it.
+    const std::string_view text = size ? std::string_view(buf.get(), size) : std::string_view();
     const std::string shown = fuzz::show(text);
 
     {

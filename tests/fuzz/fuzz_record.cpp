@@ -139,7 +139,9 @@ void fuzz_update(FuzzedDataProvider& fdp) {
     const std::string msg_s = fdp.ConsumeRemainingBytesAsString();
     std::unique_ptr<char[]> buf(new char[msg_s.size()]);
     if (!msg_s.empty()) std::memcpy(buf.get(), msg_s.data(), msg_s.size());
-    const std::string_view msg(buf.get(), msg_s.size());
+    // An empty input is passed as a default string_view, {nullptr, 0}, as
+    // callers do: UBSan then checks that nothing memcpy()s from it.
+    const std::string_view msg = msg_s.empty() ? std::string_view() : std::string_view(buf.get(), msg_s.size());
 
     UpdateMessage got;
     const bool ok = parse_update(msg, &got);

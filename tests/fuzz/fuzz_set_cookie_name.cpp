@@ -17,7 +17,9 @@ using namespace consent;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::unique_ptr<char[]> buf(new char[size]);
     if (size) std::memcpy(buf.get(), data, size);
-    const std::string_view value(buf.get(), size);
+    // An empty input is passed as a default string_view, {nullptr, 0}, as
+    // callers do: UBSan then checks that nothing memcpy()s from it.
+    const std::string_view value = size ? std::string_view(buf.get(), size) : std::string_view();
     const std::string shown = fuzz::show(value);
 
     const std::string_view name = set_cookie_name(value);
