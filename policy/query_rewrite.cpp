@@ -45,6 +45,12 @@ struct ArgName {
     bool complete = false;
 
     explicit ArgName(std::string_view raw) noexcept {
+        // Most names have nothing to decode: use them in place.
+        if (raw.find('%') == std::string_view::npos) {
+            decoded = raw;
+            complete = true;
+            return;
+        }
         decoded = std::string_view(buf, decode_prefix(raw, buf, sizeof buf, &complete));
     }
 };

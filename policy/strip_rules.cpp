@@ -8,8 +8,12 @@ namespace {
 
 inline unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
 
-bool ascii_iprefix(std::string_view s, std::string_view prefix) noexcept {
-    return s.size() >= prefix.size() && ascii_iequal(s.substr(0, prefix.size()), prefix);
+// `lowered` is already lowercase; only `s` needs folding.
+bool lowered_equal(const char* s, std::string_view lowered) noexcept {
+    for (size_t i = 0; i < lowered.size(); i++) {
+        if (lower(static_cast<unsigned char>(s[i])) != static_cast<unsigned char>(lowered[i])) return false;
+    }
+    return true;
 }
 
 }  // namespace
@@ -34,14 +38,23 @@ bool StripRules::add(unsigned purpose, std::string_view pattern, std::string* er
     if (prefix && star != pattern.size() - 1) return fail("'*' is allowed only at the end of a pattern");
     if (prefix && pattern.size() == 1) return fail("a lone '*' would match every name");
     if (prefix) pattern.remove_suffix(1);
-    rules_.push_back(Rule{std::string(pattern), prefix, purpose});
+    std::string text(pattern);
+    for (char& c : text) c = static_cast<char>(lower(static_cast<unsigned char>(c)));
+    const auto first = static_cast<unsigned char>(text[0]);
+    for (unsigned char c : {first, static_cast<unsigned char>(first >= 'a' && first <= 'z' ? first - 32 : first)})
+        first_[c >> 6] |= uint64_t(1) << (c & 63);
+    rules_.push_back(Rule{std::move(text), prefix, purpose});
     return true;
 }
 
 PurposeMask StripRules::owners(std::string_view name) const noexcept {
+    if (name.empty()) return 0;
+    const auto c = static_cast<unsigned char>(name[0]);
+    if (!(first_[c >> 6] >> (c & 63) & 1)) return 0;
     PurposeMask m = 0;
     for (const Rule& r : rules_) {
-        if (r.prefix ? ascii_iprefix(name, r.text) : ascii_iequal(name, r.text)) m |= purpose_bit(r.purpose);
+        const bool fits = r.prefix ? name.size() >= r.text.size() : name.size() == r.text.size();
+        if (fits && lowered_equal(name.data(), r.text)) m |= purpose_bit(r.purpose);
     }
     return m;
 }

@@ -8,6 +8,7 @@
 // UTM_SOURCE cannot slip past utm_*.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,11 +31,14 @@ public:
 
 private:
     struct Rule {
-        std::string text;  // without the '*'
+        std::string text;  // lowercased, without the '*'
         bool prefix;
         unsigned purpose;
     };
     std::vector<Rule> rules_;
+    // The first bytes patterns start with (either case): most names match
+    // no pattern, and this rejects them with one lookup.
+    uint64_t first_[4] = {0, 0, 0, 0};
 };
 
 // What to remove from one request: the name that is always removed (the
