@@ -379,7 +379,7 @@ class Nginx:
         self.conf = self.path("nginx.conf")
         # where sanitizer (log_path) and valgrind (--log-file) reports go
         os.mkdir(self.path("reports"))
-        os.chmod(self.path("reports"), 0o777)  # workers may run as nobody
+        os.chmod(self.path("reports"), 0o1777)  # whatever user the workers run as
         _LIVE.add(self)
 
     def path(self, *parts):
@@ -566,8 +566,7 @@ class Nginx:
         lines = [l for l in self.error_log().splitlines()
                  if "[alert]" in l or re.search(r"exited on signal|signal \d+ \(SIG(SEGV|ABRT|BUS|FPE|ILL)"
                                                 r"|exited with code [1-9]", l)]
-        return lines + ["%s: %s" % (name, why) for name, why, _ in self.findings()
-                        if name != "error.log"]
+        return lines + ["%s: %s" % (name, why) for name, why, _ in self.findings()]
 
     # -- requests -----------------------------------------------------------
     def request(self, method, target, headers=(), body=None, **kw):

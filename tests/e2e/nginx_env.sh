@@ -19,9 +19,15 @@ nginx_run() {
     shift
     local -a words=() envs=() wrap=()
     mkdir -p "$d/reports"
-    read -ra words <<< "${CONSENT_E2E_NGINX_ENV:-}"
+    if [ -n "${CONSENT_E2E_NGINX_ENV:-}${CONSENT_E2E_NGINX_WRAPPER:-}" ]; then
+        # Workers of an nginx started as root without a `user` directive run
+        # as nobody: let them reach DIR/reports (DIR's files keep their modes).
+        chmod a+x "$d"
+        chmod 1777 "$d/reports"
+    fi
+    read -r -d "" -a words <<< "${CONSENT_E2E_NGINX_ENV:-}" || true
     for w in "${words[@]}"; do envs+=("${w//\{dir\}/$d}"); done
-    read -ra words <<< "${CONSENT_E2E_NGINX_WRAPPER:-}"
+    read -r -d "" -a words <<< "${CONSENT_E2E_NGINX_WRAPPER:-}" || true
     for w in "${words[@]}"; do wrap+=("${w//\{dir\}/$d}"); done
     env "${envs[@]}" "${wrap[@]}" "$NGINX_BIN" "$@"
 }
