@@ -506,15 +506,6 @@ ngx_http_consent_redis_pong(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /*
-     * hiredis 0.14 hands the next reply to the oldest waiting callback,
-     * so on a subscribed connection a message that arrives just before the
-     * pong lands here. It is a message all the same.
-     */
-    if (rc->on_message && ngx_http_consent_redis_is_message(reply)) {
-        rc->on_message(rc, reply);
-    }
-
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_http_consent_redis_fail(rc, NGX_HTTP_CONSENT_ERR_REPLY);
         return;
@@ -527,10 +518,6 @@ ngx_http_consent_redis_pong(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     ngx_add_timer(&rc->ping_timer, rc->ping_every);
-
-    if (rc->on_pong) {
-        rc->on_pong(rc);
-    }
 }
 
 

@@ -23,8 +23,6 @@
 typedef struct ngx_http_consent_redis_s  ngx_http_consent_redis_t;
 
 typedef void (*ngx_http_consent_redis_pt)(ngx_http_consent_redis_t *rc);
-typedef void (*ngx_http_consent_redis_reply_pt)(ngx_http_consent_redis_t *rc,
-    redisReply *reply);
 
 
 struct ngx_http_consent_redis_s {
@@ -52,8 +50,6 @@ struct ngx_http_consent_redis_s {
     /* the owner's hooks; any may be NULL */
     ngx_http_consent_redis_pt          on_ready;
     ngx_http_consent_redis_pt          on_down;
-    ngx_http_consent_redis_pt          on_pong;
-    ngx_http_consent_redis_reply_pt    on_message;     /* pub/sub pushes */
 
     void                              *data;
 };
@@ -86,7 +82,11 @@ ngx_int_t ngx_http_consent_redis_send(ngx_http_consent_redis_t *rc,
     redisCallbackFn *fn, void *privdata, int argc, const char **argv,
     const size_t *argvlen);
 
-/* True for a "message" push of a subscribed connection. */
+/*
+ * True for a "message" push of a subscribed connection. (A subscribed
+ * connection sends no PING: hiredis 0.14 cannot route its reply, see the
+ * heartbeat in ngx_http_consent_lookup.cpp.)
+ */
 ngx_uint_t ngx_http_consent_redis_is_message(redisReply *reply);
 
 #endif /* NGX_HTTP_CONSENT_REDIS_H_INCLUDED_ */
