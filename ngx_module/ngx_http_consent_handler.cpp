@@ -21,6 +21,10 @@ static ngx_int_t ngx_http_consent_handle(ngx_http_request_t *r);
 static ngx_int_t ngx_http_consent_extract(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_main_conf_t *cmcf,
     ngx_http_consent_loc_conf_t *clcf);
+static consent::TokenStatus ngx_http_consent_open(
+    ngx_http_consent_main_conf_t *cmcf, std::string_view text,
+    consent::ExpectKind kind, uint64_t now, consent::TokenClaims *claims,
+    consent::TokenMemo::Ref *ref, u_char *pseudonym);
 static void ngx_http_consent_decide(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_main_conf_t *cmcf,
     ngx_http_consent_loc_conf_t *clcf);
@@ -177,12 +181,14 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     ngx_table_elt_t            *h;
     std::string_view            raw, value;
     ngx_http_consent_headers_t  it;
-    consent::TokenHeader   hdr;
-    consent::TokenClaims   uid_claims;
-    char                   decoded[3 * consent::kMaxTokenText];
+    consent::TokenClaims        uid_claims;
+    consent::TokenMemo::Ref     uid_ref;
+    u_char                      uid_pseudonym[consent::kPseudonymHex];
+    char                        decoded[3 * consent::kMaxTokenText];
 
     const uint64_t now = (uint64_t) ngx_time();
 
+    uid_pseudonym[0] = '\0';
     ctx->purl_status = consent::TokenStatus::none;
     ctx->uid_status = consent::TokenStatus::none;
 
@@ -202,13 +208,18 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
         }
 
         /* a token is base64url, but a mail client may percent-encode it */
-        n = consent::percent_decode(raw, decoded, sizeof(decoded));
+        n = (long) raw.size();
+
+        if (raw.find('%') != std::string_view::npos) {
+            n = consent::percent_decode(raw, decoded, sizeof(decoded));
+            raw = std::string_view(decoded, n < 0 ? 0 : (size_t) n);
+        }
 
         ctx->purl_status = (n < 0)
             ? consent::TokenStatus::invalid
-            : consent::open_token(std::string_view(decoded, (size_t) n),
-                                  consent::ExpectKind::purl, *cmcf->keys, now,
-                                  &hdr, &ctx->claims);
+            : ngx_http_consent_open(cmcf, raw, consent::ExpectKind::purl, now,
+                                    &ctx->claims, &ctx->memo_ref,
+                                    ctx->pseudonym);
 
         if (ctx->purl_status == consent::TokenStatus::valid) {
             ctx->subject_from_purl = 1;
@@ -232,9 +243,10 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
             continue;
         }
         ctx->carried_uid = 1;
-        ctx->uid_status = consent::open_token(value, consent::ExpectKind::uid,
-                                              *cmcf->keys, now, &hdr,
-                                              &uid_claims);
+        ctx->uid_status = ngx_http_consent_open(cmcf, value,
+                                                consent::ExpectKind::uid, now,
+                                                &uid_claims, &uid_ref,
+                                                uid_pseudonym);
         break;
     }
 
@@ -248,9 +260,44 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
 
     } else {
         ctx->claims = uid_claims;
+        ctx->memo_ref = uid_ref;
+        ngx_memcpy(ctx->pseudonym, uid_pseudonym, consent::kPseudonymHex);
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Opens one token, through the worker's memo of tokens that opened valid:
+ * a returning visitor's cookie is opened once, not on every page. A hit
+ * may bring the subject's pseudonym too; `pseudonym` is left alone
+ * otherwise.
+ */
+static consent::TokenStatus
+ngx_http_consent_open(ngx_http_consent_main_conf_t *cmcf,
+    std::string_view text, consent::ExpectKind kind, uint64_t now,
+    consent::TokenClaims *claims, consent::TokenMemo::Ref *ref,
+    u_char *pseudonym)
+{
+    bool                   has_pseudonym;
+    consent::TokenHeader   hdr;
+    consent::TokenStatus   status;
+
+    if (cmcf->token_memo
+        && cmcf->token_memo->find(kind, text, now, claims, (char *) pseudonym,
+                                  &has_pseudonym, ref))
+    {
+        return consent::TokenStatus::valid;
+    }
+
+    status = consent::open_token(text, kind, *cmcf->keys, now, &hdr, claims);
+
+    if (status == consent::TokenStatus::valid && cmcf->token_memo) {
+        *ref = cmcf->token_memo->remember(kind, text, *claims);
+    }
+
+    return status;
 }
 
 

@@ -17,6 +17,13 @@
 #include <type_traits>
 
 
+/*
+ * Opened tokens each worker remembers: about 480 bytes a slot, touched
+ * only as used (see crypto/token_memo.h).
+ */
+#define NGX_HTTP_CONSENT_TOKEN_MEMO_SLOTS  4096
+
+
 static void *ngx_http_consent_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_consent_create_loc_conf(ngx_conf_t *cf);
@@ -121,8 +128,10 @@ ngx_http_consent_cleanup_main_conf(void *data)
 
     delete cmcf->keys;
     delete cmcf->pseudonym_key;
+    delete cmcf->token_memo;
     cmcf->keys = NULL;
     cmcf->pseudonym_key = NULL;
+    cmcf->token_memo = NULL;
 }
 
 
@@ -154,6 +163,17 @@ ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"consent_cache\" requires \"consent_redis\"");
         return (char *) NGX_CONF_ERROR;
+    }
+
+    if (cmcf->enabled_line) {
+        try {
+            cmcf->token_memo = new consent::TokenMemo(
+                                   NGX_HTTP_CONSENT_TOKEN_MEMO_SLOTS);
+
+        } catch (const std::exception &e) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "consent: %s", e.what());
+            return (char *) NGX_CONF_ERROR;
+        }
     }
 
     if (cmcf->enabled_line && cmcf->keys->empty()) {

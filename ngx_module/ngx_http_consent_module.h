@@ -17,6 +17,7 @@
 #include "crypto/keyring.h"
 #include "crypto/pseudonym.h"
 #include "crypto/token.h"
+#include "crypto/token_memo.h"
 #include "policy/purposes.h"
 #include "policy/strip_rules.h"
 #include "policy/uid_cookie.h"
@@ -57,6 +58,9 @@ typedef struct {
      * reload that drops the old cycle also drops its keys. */
     consent::KeyRing            *keys;
     consent::PseudonymKey       *pseudonym_key;
+    /* tokens that opened valid with these keys; each worker writes its
+     * own copy-on-write pages of it */
+    consent::TokenMemo          *token_memo;
 
     ngx_array_t                  purposes;     /* ngx_http_consent_purpose_t */
     consent::PurposeMask         declared;
@@ -120,6 +124,7 @@ typedef struct {
     consent::UidAction           uid_action;
 
     consent::TokenClaims         claims;       /* of the token that gave the subject */
+    consent::TokenMemo::Ref      memo_ref;     /* of that token in the memo */
     u_char                       pseudonym[consent::kPseudonymHex];
 
     ngx_str_t                    stripped;

@@ -144,6 +144,11 @@ ngx_http_consent_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
                        ngx_http_get_module_main_conf(r, ngx_http_consent_module);
             cmcf->pseudonym_key->pseudonym(ctx->claims.subject_view(),
                                            (char *) ctx->pseudonym);
+
+            if (cmcf->token_memo) {
+                cmcf->token_memo->attach_pseudonym(ctx->memo_ref,
+                    ctx->claims.subject_view(), (const char *) ctx->pseudonym);
+            }
         }
 
         ngx_http_consent_set(v, ctx->pseudonym, consent::kPseudonymHex);

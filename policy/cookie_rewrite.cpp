@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "policy/byte_scan.h"
+
 namespace consent {
 
 namespace {
@@ -14,29 +16,39 @@ std::string_view trim(std::string_view s) noexcept {
     return s;
 }
 
-// One ';'-separated pair, already trimmed; empty when the pair is blank.
+// One ';'-separated pair, already trimmed; never empty.
 struct Pair {
     std::string_view text;
     std::string_view name;
 };
 
-Pair parse_pair(std::string_view raw) noexcept {
-    Pair p;
-    p.text = trim(raw);
-    p.name = trim(p.text.substr(0, p.text.find('=')));
-    return p;
-}
-
-// Calls f(pair, offset of the raw pair in s) for every non-empty pair.
+// Calls f(pair, offset of the raw pair in s) for every non-empty pair, in
+// one pass over the bytes: names are short and scanned in place, values
+// are skipped with memchr.
 template <typename F>
 void for_each_pair(std::string_view s, F&& f) noexcept {
-    size_t pos = 0;
-    while (pos < s.size()) {
-        size_t end = s.find(';', pos);
-        if (end == std::string_view::npos) end = s.size();
-        const Pair p = parse_pair(s.substr(pos, end - pos));
-        if (!p.text.empty() && !f(p, pos)) return;
-        pos = end + 1;
+    const char* const base = s.data();
+    const char* const end = base + s.size();
+    const char* p = base;
+    while (p < end) {
+        const char* const raw = p;
+        while (p < end && is_blank(*p)) p++;
+        const char* const start = p;
+        p = scan::find_either(p, end, '=', ';');
+        const char* name_end = p;
+        if (p < end && *p == '=') {
+            const void* semi = std::memchr(p, ';', static_cast<size_t>(end - p));
+            p = semi ? static_cast<const char*>(semi) : end;
+        }
+        const char* text_end = p;
+        while (text_end > start && is_blank(text_end[-1])) text_end--;
+        while (name_end > start && is_blank(name_end[-1])) name_end--;
+        if (text_end > start) {
+            const Pair pair{std::string_view(start, static_cast<size_t>(text_end - start)),
+                            std::string_view(start, static_cast<size_t>(name_end - start))};
+            if (!f(pair, static_cast<size_t>(raw - base))) return;
+        }
+        p++;  // the ';', or past the end
     }
 }
 
@@ -59,7 +71,7 @@ struct Writer {
 bool find_cookie(std::string_view header, std::string_view name, std::string_view* value) noexcept {
     bool found = false;
     for_each_pair(header, [&](const Pair& p, size_t) {
-        if (!ascii_iequal(p.name, name)) return true;
+        if (p.name.size() != name.size() || !ascii_iequal(p.name, name)) return true;
         const size_t eq = p.text.find('=');
         // Surrounding blanks are not part of a value (RFC 6265 section 5.2).
         *value = eq == std::string_view::npos ? std::string_view() : trim(p.text.substr(eq + 1));

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "policy/byte_scan.h"
+
 namespace consent {
 
 namespace {
@@ -46,7 +48,7 @@ struct ArgName {
 
     explicit ArgName(std::string_view raw) noexcept {
         // Most names have nothing to decode: use them in place.
-        if (raw.find('%') == std::string_view::npos) {
+        if (!scan::contains(raw.data(), raw.data() + raw.size(), '%')) {
             decoded = raw;
             complete = true;
             return;
@@ -55,7 +57,27 @@ struct ArgName {
     }
 };
 
-std::string_view segment_name(std::string_view seg) noexcept { return seg.substr(0, seg.find('=')); }
+// Calls f(segment, raw name) for every non-empty '&'-separated segment, in
+// one pass: the name is scanned in place, the value skipped with memchr.
+template <typename F>
+void for_each_segment(std::string_view query, F&& f) noexcept {
+    const char* p = query.data();
+    const char* const end = p + query.size();
+    while (p < end) {
+        const char* const start = p;
+        p = scan::find_either(p, end, '=', '&');
+        const char* const name_end = p;
+        if (p < end && *p == '=') {
+            const void* amp = std::memchr(p, '&', static_cast<size_t>(end - p));
+            p = amp ? static_cast<const char*>(amp) : end;
+        }
+        if (p > start &&
+            !f(std::string_view(start, static_cast<size_t>(p - start)),
+               std::string_view(start, static_cast<size_t>(name_end - start))))
+            return;
+        p++;  // the '&', or past the end
+    }
+}
 
 bool removes_arg(std::string_view raw, const StripPolicy& policy, NameList* names) noexcept {
     const ArgName name(raw);
@@ -81,41 +103,31 @@ long percent_decode(std::string_view in, char* out, size_t cap) noexcept {
 }
 
 bool find_query_arg(std::string_view query, std::string_view name, std::string_view* raw_value) noexcept {
-    size_t pos = 0;
-    while (pos < query.size()) {
-        size_t end = query.find('&', pos);
-        if (end == std::string_view::npos) end = query.size();
-        const std::string_view seg = query.substr(pos, end - pos);
-        pos = end + 1;
-        if (seg.empty()) continue;
-        const std::string_view raw = segment_name(seg);
+    bool found = false;
+    for_each_segment(query, [&](std::string_view seg, std::string_view raw) {
         const ArgName decoded(raw);
-        if (ascii_iequal(decoded.complete ? decoded.decoded : raw, name)) {
-            *raw_value = raw.size() < seg.size() ? seg.substr(raw.size() + 1) : std::string_view();
-            return true;
-        }
-    }
-    return false;
+        const std::string_view n = decoded.complete ? decoded.decoded : raw;
+        if (n.size() != name.size() || !ascii_iequal(n, name)) return true;
+        *raw_value = raw.size() < seg.size() ? seg.substr(raw.size() + 1) : std::string_view();
+        found = true;
+        return false;
+    });
+    return found;
 }
 
 QueryRewrite rewrite_query(std::string_view query, const StripPolicy& policy, char* out, NameList* names) noexcept {
     QueryRewrite r;
-    size_t pos = 0;
-    while (pos < query.size()) {
-        size_t end = query.find('&', pos);
-        if (end == std::string_view::npos) end = query.size();
-        const std::string_view seg = query.substr(pos, end - pos);
-        pos = end + 1;
-        if (seg.empty()) continue;
-        if (removes_arg(segment_name(seg), policy, names)) {
+    for_each_segment(query, [&](std::string_view seg, std::string_view raw) {
+        if (removes_arg(raw, policy, names)) {
             r.removed++;
-            continue;
+            return true;
         }
         // Kept segments joined by one '&' never outgrow the query.
         if (r.len) out[r.len++] = '&';
         std::memcpy(out + r.len, seg.data(), seg.size());
         r.len += seg.size();
-    }
+        return true;
+    });
     if (r.removed == 0) {
         // Nothing removed: the query goes on exactly as it came, empty
         // segments and all.

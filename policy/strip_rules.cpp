@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "policy/byte_scan.h"
+
 namespace consent {
 
 namespace {
@@ -15,6 +17,27 @@ bool lowered_equal(const char* s, std::string_view lowered) noexcept {
     }
     return true;
 }
+
+// The first min(8, size) bytes of s, lowercased, in the low bytes of a
+// little-endian word (the rest zero).
+uint64_t lowered_head(std::string_view s) noexcept {
+    uint64_t w = 0;
+    if (s.size() >= 8) {
+        std::memcpy(&w, s.data(), 8);
+    } else {
+        for (size_t i = 0; i < s.size(); i++) w |= uint64_t(static_cast<unsigned char>(s[i])) << (8 * i);
+    }
+    // Eight bytes at once: +0x20 where a byte is 'A'..'Z' (never for bytes
+    // with the top bit set).
+    constexpr uint64_t ones = 0x0101010101010101ull;
+    const uint64_t low7 = w & (0x7f * ones);
+    const uint64_t ge_a = low7 + (0x80 - 'A') * ones;
+    const uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * ones;
+    const uint64_t upper = (ge_a ^ gt_z) & ~w & (0x80 * ones);
+    return w | (upper >> 2);
+}
+
+uint64_t head_mask(size_t len) noexcept { return len >= 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * len)) - 1; }
 
 }  // namespace
 
@@ -43,7 +66,16 @@ bool StripRules::add(unsigned purpose, std::string_view pattern, std::string* er
     const auto first = static_cast<unsigned char>(text[0]);
     for (unsigned char c : {first, static_cast<unsigned char>(first >= 'a' && first <= 'z' ? first - 32 : first)})
         first_[c >> 6] |= uint64_t(1) << (c & 63);
-    rules_.push_back(Rule{std::move(text), prefix, purpose});
+    if (rules_.size() >= UINT16_MAX) return fail("too many patterns");
+    const uint64_t mask = head_mask(text.size());
+    const uint64_t head = lowered_head(text) & mask;
+    const auto index = static_cast<uint16_t>(rules_.size());
+    if (text.size() >= 2) {
+        by_bucket_[bucket(head)].push_back(index);
+    } else {
+        short_.push_back(index);
+    }
+    rules_.push_back(Rule{head, mask, std::move(text), prefix, purpose});
     return true;
 }
 
@@ -51,19 +83,28 @@ PurposeMask StripRules::owners(std::string_view name) const noexcept {
     if (name.empty()) return 0;
     const auto c = static_cast<unsigned char>(name[0]);
     if (!(first_[c >> 6] >> (c & 63) & 1)) return 0;
+    const uint64_t head = lowered_head(name);
     PurposeMask m = 0;
-    for (const Rule& r : rules_) {
-        const bool fits = r.prefix ? name.size() >= r.text.size() : name.size() == r.text.size();
-        if (fits && lowered_equal(name.data(), r.text)) m |= purpose_bit(r.purpose);
+    auto check = [&](const Rule& r) {
+        const size_t len = r.text.size();
+        const bool fits = r.prefix ? name.size() >= len : name.size() == len;
+        if (!fits || (head & r.head_mask) != r.head) return;
+        if (len <= 8 || lowered_equal(name.data() + 8, std::string_view(r.text).substr(8)))
+            m |= purpose_bit(r.purpose);
+    };
+    for (uint16_t i : short_) check(rules_[i]);
+    if (name.size() >= 2) {
+        for (uint16_t i : by_bucket_[bucket(head)]) check(rules_[i]);
     }
     return m;
 }
 
 void NameList::add(std::string_view name) noexcept {
     if (name.empty()) return;
+    const uint64_t bit = uint64_t(1) << ((name.size() * 7 + static_cast<unsigned char>(name.back())) & 63);
     // Listed names never contain ',' (callers pass listable names only), so
     // splitting the buffer on ',' recovers them exactly.
-    std::string_view listed(buf_, len_);
+    std::string_view listed(buf_, (seen_ & bit) ? len_ : 0);
     while (!listed.empty()) {
         const size_t comma = listed.find(',');
         if (listed.substr(0, comma) == name) return;
@@ -76,12 +117,22 @@ void NameList::add(std::string_view name) noexcept {
     std::memcpy(buf_ + len_, name.data(), name.size());
     len_ += name.size();
     count_++;
+    seen_ |= bit;
 }
 
 bool listable_name(std::string_view name) noexcept {
     if (name.empty()) return false;
-    for (char ch : name) {
-        const auto c = static_cast<unsigned char>(ch);
+    const char* p = name.data();
+    const char* const end = p + name.size();
+    // Eight bytes at a time: each byte must be 0x21..0x7e, and not ',' or ';'.
+    for (; end - p >= 8; p += 8) {
+        const uint64_t w = scan::load8(p);
+        const uint64_t low = (w - scan::kOnes * 0x21) & ~w;                 // some byte < 0x21
+        const uint64_t high = (w + scan::kOnes * (0x80 - 0x7f)) | w;       // some byte >= 0x7f
+        if (((low | high) & scan::kHighs) || scan::bytes_equal(w, ',') || scan::bytes_equal(w, ';')) return false;
+    }
+    for (; p < end; p++) {
+        const auto c = static_cast<unsigned char>(*p);
         if (c < 0x21 || c > 0x7e || c == ',' || c == ';') return false;
     }
     return true;

@@ -31,6 +31,10 @@ public:
 
 private:
     struct Rule {
+        // The first (up to) 8 bytes of text as one word, so that most
+        // rules are turned down by one compare of the name's first word.
+        uint64_t head;
+        uint64_t head_mask;
         std::string text;  // lowercased, without the '*'
         bool prefix;
         unsigned purpose;
@@ -39,6 +43,13 @@ private:
     // The first bytes patterns start with (either case): most names match
     // no pattern, and this rejects them with one lookup.
     uint64_t first_[4] = {0, 0, 0, 0};
+    // Rules of two bytes or more, by a hash of their first two (lowered):
+    // a name is compared only with the few rules its bucket holds, not with
+    // every rule that shares its first byte ('_' starts half of them).
+    static constexpr size_t kBuckets = 64;
+    static size_t bucket(uint64_t head) { return ((head & 0xff) * 31 + (head >> 8 & 0xff)) & (kBuckets - 1); }
+    std::vector<uint16_t> by_bucket_[kBuckets];
+    std::vector<uint16_t> short_;  // one-byte rules, always compared
 };
 
 // What to remove from one request: the name that is always removed (the
@@ -50,7 +61,7 @@ struct StripPolicy {
     PurposeMask granted = 0;
 
     bool removes(std::string_view name) const noexcept {
-        if (!always.empty() && ascii_iequal(name, always)) return true;
+        if (name.size() == always.size() && !always.empty() && ascii_iequal(name, always)) return true;
         return rules && (rules->owners(name) & ~granted) != 0;
     }
 };
@@ -72,6 +83,9 @@ private:
     size_t cap_;
     size_t len_ = 0;
     size_t count_ = 0;
+    // One bit per listed (length, last byte): a name whose bit is clear is
+    // new without rescanning the list.
+    uint64_t seen_ = 0;
 };
 
 // True when every byte of `name` is printable ASCII other than ',', ';' and

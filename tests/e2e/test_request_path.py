@@ -488,6 +488,30 @@ class TestVariables(ConsentE2E):
         self.assertEqual(s.target, "/p?x=1")
         self.assertEqual(self.vid_set_cookies(r), [], "no new cookie without a PURL token")
 
+    def test_vars_repeated_tokens_answer_the_same(self):
+        """Each worker remembers tokens that opened valid (crypto/token_memo):
+        the same UID cookie and PURL token sent again and again, over new
+        connections so that every worker sees them, give the same subject,
+        pseudonym, campaign and stripping every time; and a token with one
+        character changed is still refused after its original was
+        remembered."""
+        u = self.mint(kind="uid")
+        p = self.py_mint(campaign=CAMPAIGN)
+        for i in range(8):
+            s = H.Seen(self.get("/p?x=1", [("Cookie", "a=1; vid=" + u + "; b=2")]))
+            self.assertVars(s, Status="valid", Subject=self.pseudo(), Subject_Id=SUBJECT,
+                            Campaign=None, Stripped="vid")
+            self.assertEqual(s.cookies, ["a=1; b=2"], "round %d" % i)
+            s = self.seen("/p?ctk=" + p)
+            self.assertVars(s, Status="valid", Subject=self.pseudo(), Subject_Id=SUBJECT,
+                            Campaign=CAMPAIGN)
+        i = len(u) * 2 // 3
+        forged = u[:i] + ("A" if u[i] != "A" else "B") + u[i + 1:]
+        for _ in range(4):
+            s = self.seen("/p", [("Cookie", "vid=" + forged)])
+            self.assertVars(s, Status="invalid", Subject=None, Subject_Id=None)
+            self.assertEqual(s.cookies, [])
+
     def test_vars_uid_cookie_alone_disappears_from_upstream(self):
         u = self.mint(kind="uid")
         s = self.seen("/p", [("Cookie", "vid=" + u)])

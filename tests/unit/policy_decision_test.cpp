@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "policy/purposes.h"
 #include "policy/strip_rules.h"
@@ -257,6 +259,64 @@ TEST(StripRules, ExactAndPrefixMatchCaseInsensitively) {
     EXPECT_EQ(rules.owners(""), 0u);
 }
 
+// Randomized: the indexed matcher (first-byte bitmap, two-byte buckets,
+// one-word heads) against a plain case-insensitive loop over the patterns,
+// on a small alphabet so that heads, buckets and prefixes collide often.
+TEST(StripRules, RandomizedAgainstModel) {
+    const std::string alphabet = "aAbB_-zZ@[`{\x7f\xc3";
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    auto next = [&x]() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    };
+    auto word = [&](size_t max_len) {
+        std::string w(1 + next() % max_len, 'a');
+        for (char& c : w) c = alphabet[next() % alphabet.size()];
+        return w;
+    };
+    auto fold = [](std::string s) {
+        for (char& c : s)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+        return s;
+    };
+    for (int round = 0; round < 200; round++) {
+        StripRules rules;
+        std::vector<std::pair<std::string, unsigned>> model;  // folded pattern, '*' kept
+        const size_t n = 1 + next() % 24;
+        for (size_t i = 0; i < n; i++) {
+            std::string pat = word(12);
+            if (next() % 2) pat += '*';
+            if (pat == "*") continue;
+            const unsigned purpose = static_cast<unsigned>(next() % 8);
+            ASSERT_TRUE(rules.add(purpose, pat, nullptr)) << pat;
+            model.emplace_back(fold(pat), purpose);
+        }
+        for (int k = 0; k < 300; k++) {
+            std::string name = word(14);
+            // Half the names are built from a pattern, to hit matches.
+            if (next() % 2 && !model.empty()) {
+                std::string base = model[next() % model.size()].first;
+                if (!base.empty() && base.back() == '*') base.pop_back();
+                for (char& c : base)
+                    if (next() % 2 && c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+                name = base + (next() % 2 ? word(4) : std::string());
+            }
+            PurposeMask want = 0;
+            const std::string folded = fold(name);
+            for (const auto& [pat, purpose] : model) {
+                const bool prefix = pat.back() == '*';
+                const std::string stem = prefix ? pat.substr(0, pat.size() - 1) : pat;
+                if (prefix ? folded.compare(0, stem.size(), stem) == 0 && folded.size() >= stem.size()
+                           : folded == stem)
+                    want |= purpose_bit(purpose);
+            }
+            ASSERT_EQ(rules.owners(name), want) << "name " << name;
+        }
+    }
+}
+
 TEST(StripPolicy, AlwaysAndNotGranted) {
     StripRules rules;
     ASSERT_TRUE(rules.add(0, "a", nullptr));
@@ -314,6 +374,21 @@ TEST(NameList, DropsWhatDoesNotFit) {
     l1.add("a");
     l1.add("b");
     EXPECT_EQ(l1.view(), "a");
+}
+
+// Every byte value at every position of names long enough for the
+// eight-bytes-at-a-time path, against the rule spelled out byte by byte.
+TEST(ListableName, EveryByteAtEveryPosition) {
+    for (size_t len : {1u, 7u, 8u, 9u, 16u, 17u}) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (int b = 0; b < 256; b++) {
+                std::string name(len, 'a');
+                name[pos] = static_cast<char>(b);
+                const bool want = b >= 0x21 && b <= 0x7e && b != ',' && b != ';';
+                ASSERT_EQ(listable_name(name), want) << "len " << len << " pos " << pos << " byte " << b;
+            }
+        }
+    }
 }
 
 TEST(ListableName, Bytes) {

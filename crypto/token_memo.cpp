@@ -1,0 +1,100 @@
+#include "crypto/token_memo.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include <sodium.h>
+
+namespace consent {
+
+struct TokenMemo::Entry {
+    uint32_t stamp;  // 0: empty
+    uint8_t kind;
+    bool has_pseudonym;
+    uint16_t text_len;
+    char text[kMaxText];
+    TokenClaims claims;
+    char pseudonym[kPseudonymHex];
+};
+
+TokenMemo::TokenMemo(size_t slots) {
+    size_t n = 1;
+    while (n < slots) n <<= 1;
+    // calloc: large blocks come from mmap as untouched zero pages, so a
+    // worker pays in memory only for the slots it uses.
+    entries_ = static_cast<Entry*>(std::calloc(n, sizeof(Entry)));
+    if (!entries_) throw std::bad_alloc();
+    mask_ = n - 1;
+}
+
+TokenMemo::~TokenMemo() {
+    // Subjects are personal data: leave none behind in freed memory. Only
+    // used slots are wiped, so untouched pages stay untouched.
+    for (size_t i = 0; i <= mask_; i++) {
+        if (entries_[i].stamp) sodium_memzero(&entries_[i], sizeof(Entry));
+    }
+    std::free(entries_);
+}
+
+size_t TokenMemo::index(std::string_view text) const noexcept {
+    // Tokens end in their AEAD tag, so every chunk of a valid one is
+    // already random; this only has to spread them.
+    uint64_t h = text.size() * 0x9e3779b97f4a7c15ull;
+    size_t i = 0;
+    for (; i + 8 <= text.size(); i += 8) {
+        uint64_t w;
+        std::memcpy(&w, text.data() + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+    }
+    for (; i < text.size(); i++) h = (h ^ static_cast<unsigned char>(text[i])) * 0x100000001b3ull;
+    h ^= h >> 32;
+    return static_cast<size_t>(h) & mask_;
+}
+
+bool TokenMemo::find(ExpectKind kind, std::string_view text, uint64_t now, TokenClaims* claims, char* pseudonym,
+                     bool* has_pseudonym, Ref* ref) noexcept {
+    if (text.size() > kMaxText || kind == ExpectKind::any) return false;
+    const size_t i = index(text);
+    const Entry& e = entries_[i];
+    if (e.stamp == 0 || e.kind != static_cast<uint8_t>(kind) || e.text_len != text.size() ||
+        std::memcmp(e.text, text.data(), text.size()) != 0)
+        return false;
+    // open_token() checked issued_at against an earlier clock, which a
+    // later one only confirms; expiry must be checked again.
+    if (e.claims.expires_at <= now) return false;
+    *claims = e.claims;
+    *has_pseudonym = e.has_pseudonym;
+    if (e.has_pseudonym) std::memcpy(pseudonym, e.pseudonym, kPseudonymHex);
+    ref->slot = static_cast<uint32_t>(i);
+    ref->stamp = e.stamp;
+    return true;
+}
+
+TokenMemo::Ref TokenMemo::remember(ExpectKind kind, std::string_view text, const TokenClaims& claims) noexcept {
+    Ref ref;
+    if (text.size() > kMaxText || kind == ExpectKind::any) return ref;
+    const size_t i = index(text);
+    Entry& e = entries_[i];
+    if (next_stamp_ == 0) next_stamp_ = 1;  // 0 means empty
+    e.stamp = next_stamp_++;
+    e.kind = static_cast<uint8_t>(kind);
+    e.has_pseudonym = false;
+    e.text_len = static_cast<uint16_t>(text.size());
+    std::memcpy(e.text, text.data(), text.size());
+    e.claims = claims;
+    ref.slot = static_cast<uint32_t>(i);
+    ref.stamp = e.stamp;
+    return ref;
+}
+
+void TokenMemo::attach_pseudonym(Ref ref, std::string_view subject, const char pseudonym[kPseudonymHex]) noexcept {
+    if (ref.stamp == 0 || ref.slot > mask_) return;
+    Entry& e = entries_[ref.slot];
+    // The subject check makes a wrapped stamp harmless.
+    if (e.stamp != ref.stamp || e.claims.subject_view() != subject) return;
+    std::memcpy(e.pseudonym, pseudonym, kPseudonymHex);
+    e.has_pseudonym = true;
+}
+
+}  // namespace consent
