@@ -180,7 +180,7 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     long                        n;
     ngx_table_elt_t            *h;
     std::string_view            raw, value;
-    ngx_http_consent_headers_t  it;
+    ngx_http_consent_cookies_t  it;
     consent::TokenClaims        uid_claims;
     consent::TokenMemo::Ref     uid_ref;
     u_char                      uid_pseudonym[consent::kPseudonymHex];
@@ -233,9 +233,9 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
         return NGX_OK;
     }
 
-    ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Cookie", 6);
+    ngx_http_consent_cookies_init(&it, r);
 
-    while ((h = ngx_http_consent_headers_next(&it))) {
+    while ((h = ngx_http_consent_cookies_next(&it))) {
 
         if (!consent::find_cookie(ngx_http_consent_sv(&h->value),
                                   clcf->uid.name, &value))
@@ -372,14 +372,14 @@ ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     ngx_table_elt_t             *h;
     consent::QueryRewrite        qr;
     consent::StripPolicy         policy;
-    ngx_http_consent_headers_t   it;
+    ngx_http_consent_cookies_t   it;
 
     /* every listed name is at most its own bytes and a comma */
     cap = r->args.len + 1;
 
-    ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Cookie", 6);
+    ngx_http_consent_cookies_init(&it, r);
 
-    while ((h = ngx_http_consent_headers_next(&it))) {
+    while ((h = ngx_http_consent_cookies_next(&it))) {
         cap += h->value.len + 1;
     }
 
