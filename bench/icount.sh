@@ -27,6 +27,6 @@ for pair in arg-rewrite:memcpy-query cookie-rewrite:memcpy-cookie; do
     bare=$(per_call "$path_bin" "${pair##*:}")
     printf '%-40s %10d %10d %6.2fx\n' "${pair%%:*} / ${pair##*:}" "$ours" "$bare" "$(echo "$ours / $bare" | bc -l)"
 done
-for op in find-cookie open-uid hit-uid hit-purl; do
+for op in find-cookie open-uid hit-uid hit-purl hit-uid-memo hit-purl-memo; do
     printf '%-40s %10d\n' "$op" "$(per_call "$path_bin" "$op")"
 done

@@ -150,13 +150,14 @@ BENCHMARK(BM_MemcpySlot);
 
 // ---- the whole hit path -------------------------------------------------------
 
-void hit_bench(benchmark::State& st, bool purl, bool pseudonym) {
+void hit_bench(benchmark::State& st, bool purl, bool pseudonym, bool memo = false) {
     auto& e = env();
     const std::string& query = purl ? e.purl_query : e.query;
     Buffers b(e, query);
+    TokenMemo token_memo(4096);
     const size_t want = (purl ? kArgsStripped + 1 : kArgsStripped) + kCookiesStripped;
     for (auto _ : st) {
-        const size_t removed = hit_path(e, query, b, pseudonym);
+        const size_t removed = hit_path(e, query, b, pseudonym, memo ? &token_memo : nullptr);
         if (removed != want) st.SkipWithError("the hit path did not strip what it should");
         benchmark::ClobberMemory();
     }
@@ -173,6 +174,12 @@ void BM_HitPathPurlUid(benchmark::State& st) { hit_bench(st, true, false); }
 BENCHMARK(BM_HitPathPurlUid);
 void BM_HitPathPurlUidPseudonym(benchmark::State& st) { hit_bench(st, true, true); }
 BENCHMARK(BM_HitPathPurlUidPseudonym);
+// The same as the module runs them for a returning visitor: the tokens and
+// the pseudonym come from the worker's memo (crypto/token_memo.h).
+void BM_HitPathUidPseudonymMemo(benchmark::State& st) { hit_bench(st, false, true, true); }
+BENCHMARK(BM_HitPathUidPseudonymMemo);
+void BM_HitPathPurlUidPseudonymMemo(benchmark::State& st) { hit_bench(st, true, true, true); }
+BENCHMARK(BM_HitPathPurlUidPseudonymMemo);
 
 // The UID token open alone, for its share of the hit path.
 void BM_OpenUid(benchmark::State& st) {

@@ -15,6 +15,7 @@
 
 #include "crypto/pseudonym.h"
 #include "crypto/token.h"
+#include "crypto/token_memo.h"
 #include "policy/cookie_rewrite.h"
 #include "policy/purposes.h"
 #include "policy/query_rewrite.h"
@@ -132,13 +133,28 @@ struct Buffers {
           cookie(cookie_rewrite_max_len(e.cookie.size()) + 1) {}
 };
 
+// ngx_http_consent_open: a token through the worker's memo, if any.
+inline TokenStatus open_through(TokenMemo* memo, std::string_view text, ExpectKind kind, const KeyRing& ring,
+                                TokenClaims* claims, TokenMemo::Ref* ref, char* pseudonym, bool* has_pseudonym) {
+    if (memo && memo->find(kind, text, kNow, claims, pseudonym, has_pseudonym, ref)) return TokenStatus::valid;
+    TokenHeader hdr;
+    const TokenStatus st = open_token(text, kind, ring, kNow, &hdr, claims);
+    if (st == TokenStatus::valid && memo) *ref = memo->remember(kind, text, *claims);
+    return st;
+}
+
 // One request as ngx_http_consent_handle runs it on a cache hit, in its
 // order. A `query` with the token argument is the B5 case: the token is
 // hidden from the request line at once, then opened. `pseudonym` adds the
-// $consent_subject a proxy_set_header asks for. Returns the names removed.
-inline size_t hit_path(const Env& e, const std::string& query, Buffers& b, bool pseudonym) {
-    TokenHeader hdr;
+// $consent_subject a proxy_set_header asks for. With a `memo`, tokens go
+// through it as the module's do (a returning visitor: after the first
+// call, every open and pseudonym is a memo hit). Returns the names removed.
+inline size_t hit_path(const Env& e, const std::string& query, Buffers& b, bool pseudonym,
+                       TokenMemo* memo = nullptr) {
     TokenClaims claims, uid_claims;
+    TokenMemo::Ref ref, uid_ref;
+    char pseudo[kPseudonymHex], uid_pseudo[kPseudonymHex];
+    bool has_pseudo = false, uid_has_pseudo = false;
     bool from_purl = false, carried_uid = false, same = false;
     std::string_view raw, value;
 
@@ -147,21 +163,30 @@ inline size_t hit_path(const Env& e, const std::string& query, Buffers& b, bool 
         StripPolicy token_only{kTokenArg, nullptr, 0};
         keep(rewrite_query(query, token_only, b.line.data(), nullptr));
         char decoded[3 * kMaxTokenText];
-        const long n = percent_decode(raw, decoded, sizeof decoded);
-        from_purl = n >= 0 && open_token(std::string_view(decoded, static_cast<size_t>(n)), ExpectKind::purl,
-                                         e.ring, kNow, &hdr, &claims) == TokenStatus::valid;
+        long n = static_cast<long>(raw.size());
+        if (raw.find('%') != std::string_view::npos) {
+            n = percent_decode(raw, decoded, sizeof decoded);
+            raw = std::string_view(decoded, n < 0 ? 0 : static_cast<size_t>(n));
+        }
+        from_purl = n >= 0 && open_through(memo, raw, ExpectKind::purl, e.ring, &claims, &ref, pseudo,
+                                           &has_pseudo) == TokenStatus::valid;
     }
     // extract: the UID cookie
     TokenStatus uid_status = TokenStatus::none;
     if (find_cookie(e.cookie, kUidCookie, &value)) {
         carried_uid = true;
-        uid_status = open_token(value, ExpectKind::uid, e.ring, kNow, &hdr, &uid_claims);
+        uid_status = open_through(memo, value, ExpectKind::uid, e.ring, &uid_claims, &uid_ref, uid_pseudo,
+                                  &uid_has_pseudo);
     }
     if (uid_status == TokenStatus::valid) {
-        if (from_purl)
+        if (from_purl) {
             same = claims.subject_view() == uid_claims.subject_view();
-        else
+        } else {
             claims = uid_claims;
+            ref = uid_ref;
+            has_pseudo = uid_has_pseudo;
+            std::memcpy(pseudo, uid_pseudo, sizeof pseudo);
+        }
     }
     if (claims.subject_len == 0) return 0;
 
@@ -196,9 +221,11 @@ inline size_t hit_path(const Env& e, const std::string& query, Buffers& b, bool 
 
     // tag: $consent_subject
     if (pseudonym) {
-        char p[kPseudonymHex];
-        e.pseudonym.pseudonym(claims.subject_view(), p);
-        keep(p);
+        if (!has_pseudo) {
+            e.pseudonym.pseudonym(claims.subject_view(), pseudo);
+            if (memo) memo->attach_pseudonym(ref, claims.subject_view(), pseudo);
+        }
+        keep(pseudo);
     }
     return qr.removed + cr.removed;
 }

@@ -10,6 +10,8 @@
 //   open-uid        open_token of the UID cookie's token
 //   hit-uid         the whole hit path of B4 (UID cookie)
 //   hit-purl        the whole hit path of B5 (PURL token and UID cookie)
+//   hit-uid-memo    hit-uid with $consent_subject, tokens through the memo
+//   hit-purl-memo   hit-purl the same way (a returning visitor)
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -30,11 +32,13 @@ int main(int argc, char** argv) {
     TokenHeader h;
     TokenClaims c;
     std::string_view v;
+    TokenMemo memo(4096);
 
     static const char* const kOps[] = {"arg-rewrite", "memcpy-query", "cookie-rewrite", "memcpy-cookie",
-                                       "find-cookie", "open-uid", "hit-uid", "hit-purl"};
+                                       "find-cookie", "open-uid", "hit-uid", "hit-purl",
+                                       "hit-uid-memo", "hit-purl-memo"};
     int which = -1;
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < 10; k++)
         if (op == kOps[k]) which = k;
     if (which < 0) return 2;
 
@@ -73,8 +77,14 @@ int main(int argc, char** argv) {
         case 6:
             ok += hit_path(e, e.query, b, false) == kArgsStripped + kCookiesStripped;
             break;
-        default:
+        case 7:
             ok += hit_path(e, e.purl_query, b, false) == kArgsStripped + 1 + kCookiesStripped;
+            break;
+        case 8:
+            ok += hit_path(e, e.query, b, true, &memo) == kArgsStripped + kCookiesStripped;
+            break;
+        default:
+            ok += hit_path(e, e.purl_query, b, true, &memo) == kArgsStripped + 1 + kCookiesStripped;
             break;
         }
     }
