@@ -1272,9 +1272,12 @@ class Bench:
             row["visible_p99"] = percentile(samples, 99)
             row["visible_max"] = max(samples)
             row["visible_samples"] = len(samples)
-            row["notes"].insert(0, "publish-to-visible p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d writes; target "
-                                "p99 < 10 ms: %s)" % (row["visible_p50"], row["visible_p99"], row["visible_max"],
-                                                       len(samples), "met" if row["visible_p99"] < 10 else "MISSED"))
+            # Reported, not a target: the probe's request queues behind a
+            # saturated proxy. The 10 ms goal (issue 4) is for a proxy with
+            # room to spare, which bench/update_latency.py measures.
+            row["notes"].insert(0, "publish-to-visible under saturation: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
+                                "(%d writes; the 10 ms goal is unloaded: bench/update_latency.py)"
+                                % (row["visible_p50"], row["visible_p99"], row["visible_max"], len(samples)))
         return row
 
     def run_b9(self):

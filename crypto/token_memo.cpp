@@ -60,9 +60,9 @@ bool TokenMemo::find(ExpectKind kind, std::string_view text, uint64_t now, Token
     if (e.stamp == 0 || e.kind != static_cast<uint8_t>(kind) || e.text_len != text.size() ||
         std::memcmp(e.text, text.data(), text.size()) != 0)
         return false;
-    // open_token() checked issued_at against an earlier clock, which a
-    // later one only confirms; expiry must be checked again.
-    if (e.claims.expires_at <= now) return false;
+    // Both time rules of open_token() again: expiry, and issued_at, should
+    // the clock have been stepped back since.
+    if (e.claims.expires_at <= now || e.claims.issued_at > now + kMaxClockSkew) return false;
     *claims = e.claims;
     *has_pseudonym = e.has_pseudonym;
     if (e.has_pseudonym) std::memcpy(pseudonym, e.pseudonym, kPseudonymHex);

@@ -7,8 +7,8 @@
 //
 // Only tokens that opened `valid` are remembered, so forged or garbage
 // tokens can neither enter nor evict anything; a hit requires the exact
-// bytes and kind, and re-checks expiry against the caller's clock, so a
-// hit answers exactly what open_token() would. The memo belongs to one
+// bytes and kind, and re-checks the time rules against the caller's clock,
+// so a hit answers exactly what open_token() would. The memo belongs to one
 // key ring: a reload, which may change keys, builds a new one.
 //
 // Direct-mapped, fixed size, allocated once: nothing per request. Not

@@ -70,6 +70,15 @@ TEST(TokenMemo, ExpiryIsCheckedOnEveryHit) {
     EXPECT_FALSE(look(m, ExpectKind::uid, t, kNow + 500).hit);
 }
 
+TEST(TokenMemo, AClockSteppedBackMisses) {
+    TokenMemo m(64);
+    const std::string t = std::string(120, 's');
+    m.remember(ExpectKind::uid, t, claims_for("cust-1001"));  // issued kNow - 10
+    EXPECT_TRUE(look(m, ExpectKind::uid, t, kNow - 10 - kMaxClockSkew).hit);
+    // open_token() calls a token issued more than kMaxClockSkew ahead invalid.
+    EXPECT_FALSE(look(m, ExpectKind::uid, t, kNow - 11 - kMaxClockSkew).hit);
+}
+
 TEST(TokenMemo, TooLongIsNeverRemembered) {
     TokenMemo m(64);
     const std::string t(TokenMemo::kMaxText + 1, 'L');
