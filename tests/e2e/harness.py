@@ -32,7 +32,10 @@ import tempfile
 import threading
 import time
 
-NGINX = "/usr/sbin/nginx"
+# CONSENT_E2E_NGINX_BIN: another nginx binary to run (e.g. nginx 1.26 built
+# from source by tests/compat/nginx126_e2e.sh); the module must be built
+# against the same configured nginx tree. Unset: Debian's packaged nginx.
+NGINX = os.environ.get("CONSENT_E2E_NGINX_BIN") or "/usr/sbin/nginx"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(os.path.dirname(_HERE))
 
