@@ -422,7 +422,10 @@ class F2KilledMidFlight(LogCheck, FaultBase):
         failure (deny), none held past the 1 s timeout (+ margin), no
         tracking data upstream; after the restart lookups succeed."""
         admin = Resp(self.redis.port)
-        self.assertEqual(admin.cmd("CLIENT", "PAUSE", "3000", "ALL"), "OK")
+        # the pause outlasts the kill (and the lookups' wait for it) at any
+        # slowdown; the module's timeout (1 s, scaled) never fires first
+        pause_ms = round(H.slow(3.0) * 1000)
+        self.assertEqual(admin.cmd("CLIENT", "PAUSE", str(pause_ms), "ALL"), "OK")
         results, errors = [], []
 
         def one(i):
@@ -434,7 +437,7 @@ class F2KilledMidFlight(LogCheck, FaultBase):
         t0 = time.monotonic()
         for t in ths:
             t.start()
-        time.sleep(0.3)
+        time.sleep(H.slow(0.3))    # the lookups reach the paused Redis
         self.redis.kill()
         admin.close()
         for t in ths:
@@ -496,7 +499,7 @@ class F3WorkerKilled(LogCheck, FaultBase):
                 old = sorted(self.ngx.worker_pids())
                 victim = old[0]
                 self.expected_log_kills.add(victim)
-                os.kill(victim, 9)
+                self.ngx.kill_worker(victim)
                 deadline = time.monotonic() + H.slow(5)
                 while time.monotonic() < deadline:
                     now = self.ngx.worker_pids()
@@ -905,7 +908,7 @@ class F7CutMidReply(LogCheck, FaultBase):
         self.proxy.cut_done.clear()
         self.proxy.armed = True
         r = self.track_ok(s)
-        self.assertTrue(self.proxy.cut_done.wait(5), "the proxy cut nothing")
+        self.assertTrue(self.proxy.cut_done.wait(H.slow(5)), "the proxy cut nothing")
         sys.stderr.write("\n[mid-reply] reply of %d bytes cut at %d: source=%s in %.0f ms\n"
                          % (self.proxy.cut_info + (r.source, r.elapsed * 1000)))
         self.assertEqual((r.source, r.purposes), ("failure", ""), r)
@@ -937,7 +940,7 @@ class F7CutMidReply(LogCheck, FaultBase):
             self.proxy.cut_done.clear()
             self.proxy.replace, self.proxy.armed = w, True
             r = self.track_ok(s)
-            self.assertTrue(self.proxy.cut_done.wait(5), "nothing replaced for %r" % w)
+            self.assertTrue(self.proxy.cut_done.wait(H.slow(5)), "nothing replaced for %r" % w)
             self.assertEqual((r.source, r.purposes), ("failure", ""), "%r: %r" % (w, r))
             r = self.wait_track("wt-13", ("redis", "cache"), 5.0)
             self.assertEqual(r.purposes, "service,personalization", "after %r" % w)

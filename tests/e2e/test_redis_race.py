@@ -26,6 +26,10 @@ The race, made deterministic:
 
 Run: /usr/bin/python3 tests/e2e/test_redis_race.py \
         --module build/ngx_http_consent_module.so --consentctl build/consentctl
+
+The waits, and the module's Redis timeout in nginx.conf, are scaled by
+CONSENT_E2E_SLOWDOWN (H.slow, H.slow_ms) for ./dev test --valgrind; HOLD_S,
+a lower bound on how long a reply is held, is not.
 """
 import collections
 import os
@@ -50,7 +54,7 @@ VARS = [
 HTTP_TEXT = """
     consent_key 1 {d}/k1.key issue;
     consent_pseudonym_key {d}/p.key;
-    consent_redis 127.0.0.1:{proxy_port} timeout=2s;
+    consent_redis 127.0.0.1:{proxy_port} timeout={timeout};
     consent_cache zone=c:1m ttl=60s;
     consent_purpose service granted;
     consent_purpose marketing denied;
@@ -380,13 +384,14 @@ class RedisRace(unittest.TestCase):
         H.pseudonym_keygen(cls.ngx.path("p.key"))
         headers = "".join("            proxy_set_header %s %s;\n" % hv for hv in VARS)
         cls.ngx.write_config(
-            HTTP_TEXT.format(d=cls.ngx.dir, proxy_port=cls.proxy.port),
+            HTTP_TEXT.format(d=cls.ngx.dir, proxy_port=cls.proxy.port,
+                             timeout=H.slow_ms(2000)),
             SERVERS.format(port=cls.ngx.port, up=cls.up.port, headers=headers))
         cls.ngx.start()
         cls.tokens = {}
         t0 = time.monotonic()
         while cls.metric("consent_subscription_up") != 1:
-            if time.monotonic() - t0 > 10:
+            if time.monotonic() - t0 > H.slow(10):
                 raise AssertionError("the subscription never came up\n"
                                      + cls.ngx.error_log()[-3000:])
             time.sleep(0.02)
@@ -428,7 +433,7 @@ class RedisRace(unittest.TestCase):
         t.start()
 
         def join(timeout=15):
-            t.join(timeout)
+            t.join(H.slow(timeout))
             if t.is_alive():
                 raise AssertionError("request for %s did not finish" % subject)
             if "e" in box:
@@ -442,7 +447,9 @@ class RedisRace(unittest.TestCase):
         return ctl_set(self.redis, subject, *fields)
 
     def wait_applied(self, above, timeout=1.2):
-        """Waits until consent_updates_applied_total > above; returns it."""
+        """Waits until consent_updates_applied_total > above; returns it.
+        timeout is scaled by H.slow()."""
+        timeout = H.slow(timeout)
         t0 = time.monotonic()
         while True:
             n = self.metric("consent_updates_applied_total")
@@ -467,7 +474,7 @@ class RedisRace(unittest.TestCase):
         self.addCleanup(held.release)
         self.addCleanup(self.proxy.disarm)
         join = self.request_in_thread(subject)
-        if not held.captured.wait(5):
+        if not held.captured.wait(H.slow(5)):
             self.proxy.disarm()
             held.release()
             r = join()
@@ -481,7 +488,7 @@ class RedisRace(unittest.TestCase):
         if left > 0:
             time.sleep(left)
         held.release()
-        self.assertTrue(held.forwarded.wait(5), "the proxy did not forward the held reply")
+        self.assertTrue(held.forwarded.wait(H.slow(5)), "the proxy did not forward the held reply")
 
     def assertLogClean(self):
         bad = [l for l in self.ngx.error_log().splitlines() if any(b in l for b in BAD_LOG)]

@@ -119,7 +119,7 @@ class TestReload(unittest.TestCase):
         finally:
             stop.set()
             for th in threads:
-                th.join(15)
+                th.join(H.slow(15))
         self.assertEqual(failures, [], "requests failed during the reloads")
         self.assertGreater(done[0], 20, "too little traffic to mean anything")
         # after the second reload: key 3 opens, key 1 still does
