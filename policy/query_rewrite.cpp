@@ -8,6 +8,8 @@ namespace consent {
 
 namespace {
 
+char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
+
 int hex_value(char ch) noexcept {
     if (ch >= '0' && ch <= '9') return ch - '0';
     if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
@@ -103,8 +105,12 @@ long percent_decode(std::string_view in, char* out, size_t cap) noexcept {
 }
 
 bool find_query_arg(std::string_view query, std::string_view name, std::string_view* raw_value) noexcept {
+    const char first = name.empty() ? '\0' : ascii_lower(name[0]);
     bool found = false;
     for_each_segment(query, [&](std::string_view seg, std::string_view raw) {
+        // Most names are turned down by their first byte: it must be the
+        // name's own (in either case), or a '%' that may decode to it.
+        if (!name.empty() && (raw.empty() || (raw[0] != '%' && ascii_lower(raw[0]) != first))) return true;
         const ArgName decoded(raw);
         const std::string_view n = decoded.complete ? decoded.decoded : raw;
         if (n.size() != name.size() || !ascii_iequal(n, name)) return true;
