@@ -204,8 +204,13 @@ ngx_http_consent_cache_get(ngx_shm_zone_t *zone, std::string_view subject,
 
     if (n) {
         *slot = n->slot;
-        ngx_queue_remove(&n->queue);
-        ngx_queue_insert_head(&cache->sh->lru, &n->queue);
+
+        /* a hot subject is usually at the head already: no write, so its
+         * cache lines are not passed between the workers' cores */
+        if (ngx_queue_head(&cache->sh->lru) != &n->queue) {
+            ngx_queue_remove(&n->queue);
+            ngx_queue_insert_head(&cache->sh->lru, &n->queue);
+        }
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);

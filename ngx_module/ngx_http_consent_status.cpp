@@ -1,8 +1,14 @@
 /*
- * Counters in shared memory, summed across workers by construction (one
- * set of atomics for the whole instance), and the consent_status handler
- * that exposes them in Prometheus text format. The zone is reused across
- * reloads, so counters only ever grow while nginx runs.
+ * Counters in shared memory, and the consent_status handler that exposes
+ * them in Prometheus text format, summed over workers. The zone is reused
+ * across reloads, so counters only ever grow while nginx runs.
+ *
+ * Each worker counts in a set of its own (by ngx_worker), on cache lines
+ * of its own: a dozen atomic adds per request on lines every worker
+ * writes would move those lines between cores on every request. Workers
+ * that share a set (more than NGX_HTTP_CONSENT_STATS_SLOTS of them, or an
+ * old and a new generation during a reload) still count right: the adds
+ * are atomic.
  */
 
 #include "ngx_module/ngx_http_consent_cache.h"
@@ -12,9 +18,11 @@
 #define NGX_HTTP_CONSENT_TOKEN_STATUSES  5   /* consent::TokenStatus */
 
 
-struct ngx_http_consent_stats_s {
-    uint32_t       purposes_crc;      /* which purposes decisions[] counts */
+#define NGX_HTTP_CONSENT_STATS_SLOTS     32
 
+
+/* one worker's counters: ngx_atomic_t members only (summed as an array) */
+struct alignas(64) ngx_http_consent_stats_s {
     ngx_atomic_t   requests;
     ngx_atomic_t   tokens[NGX_HTTP_CONSENT_TOKEN_SOURCES]
                          [NGX_HTTP_CONSENT_TOKEN_STATUSES];
@@ -26,6 +34,12 @@ struct ngx_http_consent_stats_s {
     ngx_atomic_t   uid[3];                                 /* consent::UidAction */
     ngx_atomic_t   store[NGX_HTTP_CONSENT_STORE_COUNTERS];
 };
+
+
+typedef struct {
+    uint32_t                  purposes_crc;  /* which purposes decisions[] counts */
+    ngx_http_consent_stats_t  slot[NGX_HTTP_CONSENT_STATS_SLOTS];
+} ngx_http_consent_stats_zone_t;
 
 
 static ngx_str_t  ngx_http_consent_stats_zone_name =
@@ -57,23 +71,26 @@ ngx_http_consent_purposes_crc(ngx_http_consent_main_conf_t *cmcf)
 static ngx_int_t
 ngx_http_consent_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_slab_pool_t               *shpool;
-    ngx_http_consent_stats_t      *stats;
-    ngx_http_consent_main_conf_t  *cmcf;
+    ngx_uint_t                      i;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_consent_stats_zone_t  *stats;
+    ngx_http_consent_main_conf_t   *cmcf;
 
     cmcf = (ngx_http_consent_main_conf_t *) shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (data) {
         /* a reload: keep counting in the old counters */
-        stats = (ngx_http_consent_stats_t *) data;
+        stats = (ngx_http_consent_stats_zone_t *) data;
 
     } else if (shm_zone->shm.exists) {
-        stats = (ngx_http_consent_stats_t *) shpool->data;
+        stats = (ngx_http_consent_stats_zone_t *) shpool->data;
 
     } else {
-        stats = (ngx_http_consent_stats_t *)
-                    ngx_slab_calloc(shpool, sizeof(ngx_http_consent_stats_t));
+        /* larger than a page: page-aligned, so every slot is line-aligned */
+        stats = (ngx_http_consent_stats_zone_t *)
+                    ngx_slab_calloc(shpool,
+                                    sizeof(ngx_http_consent_stats_zone_t));
         if (stats == NULL) {
             return NGX_ERROR;
         }
@@ -85,7 +102,10 @@ ngx_http_consent_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     uint32_t crc = ngx_http_consent_purposes_crc(cmcf);
 
     if (stats->purposes_crc != crc) {
-        ngx_memzero((void *) stats->decisions, sizeof(stats->decisions));
+        for (i = 0; i < NGX_HTTP_CONSENT_STATS_SLOTS; i++) {
+            ngx_memzero((void *) stats->slot[i].decisions,
+                        sizeof(stats->slot[i].decisions));
+        }
         stats->purposes_crc = crc;
     }
 
@@ -102,7 +122,9 @@ ngx_http_consent_stats_init_conf(ngx_conf_t *cf,
     ngx_shm_zone_t  *zone;
 
     zone = ngx_shared_memory_add(cf, &ngx_http_consent_stats_zone_name,
-                                 8 * ngx_pagesize, &ngx_http_consent_module);
+                                 ngx_align(sizeof(ngx_http_consent_stats_zone_t),
+                                           ngx_pagesize) + 8 * ngx_pagesize,
+                                 &ngx_http_consent_module);
     if (zone == NULL) {
         return NGX_ERROR;
     }
@@ -117,15 +139,51 @@ ngx_http_consent_stats_init_conf(ngx_conf_t *cf,
 }
 
 
+/* this worker's counters */
+static ngx_http_consent_stats_t *
+ngx_http_consent_worker_stats(ngx_http_consent_main_conf_t *cmcf)
+{
+    ngx_http_consent_stats_zone_t  *stats;
+
+    stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
+
+    return &stats->slot[ngx_worker % NGX_HTTP_CONSENT_STATS_SLOTS];
+}
+
+
 static ngx_http_consent_stats_t *
 ngx_http_consent_stats(ngx_http_request_t *r)
 {
-    ngx_http_consent_main_conf_t  *cmcf;
+    return ngx_http_consent_worker_stats((ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module));
+}
 
-    cmcf = (ngx_http_consent_main_conf_t *)
-               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
 
-    return (ngx_http_consent_stats_t *) cmcf->stats_zone->data;
+/* every worker's counters, summed, into *total */
+static void
+ngx_http_consent_stats_sum(ngx_http_consent_main_conf_t *cmcf,
+    ngx_http_consent_stats_t *total)
+{
+    ngx_uint_t                      i, k;
+    ngx_atomic_t                   *sum;
+    const ngx_atomic_t             *add;
+    ngx_http_consent_stats_zone_t  *stats;
+
+    const ngx_uint_t n = sizeof(ngx_http_consent_stats_t)
+                         / sizeof(ngx_atomic_t);
+
+    stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
+    sum = (ngx_atomic_t *) total;
+
+    ngx_memzero((void *) total, sizeof(ngx_http_consent_stats_t));
+
+    for (i = 0; i < NGX_HTTP_CONSENT_STATS_SLOTS; i++) {
+        add = (const ngx_atomic_t *) &stats->slot[i];
+
+        for (k = 0; k < n; k++) {
+            sum[k] += add[k];
+        }
+    }
 }
 
 
@@ -195,7 +253,7 @@ ngx_http_consent_count_store(ngx_cycle_t *cycle,
         return;
     }
 
-    st = (ngx_http_consent_stats_t *) cmcf->stats_zone->data;
+    st = ngx_http_consent_worker_stats(cmcf);
     ngx_atomic_fetch_add(&st->store[counter], 1);
 }
 
@@ -300,7 +358,7 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     ngx_buf_t                     *b;
     ngx_uint_t                     i, j;
     ngx_chain_t                    out;
-    ngx_http_consent_stats_t      *st;
+    ngx_http_consent_stats_t      *st, total;
     ngx_http_consent_purpose_t    *purpose;
     ngx_http_consent_main_conf_t  *cmcf;
 
@@ -315,7 +373,8 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
 
     cmcf = (ngx_http_consent_main_conf_t *)
                ngx_http_get_module_main_conf(r, ngx_http_consent_module);
-    st = (ngx_http_consent_stats_t *) cmcf->stats_zone->data;
+    ngx_http_consent_stats_sum(cmcf, &total);
+    st = &total;
     purpose = (ngx_http_consent_purpose_t *) cmcf->purposes.elts;
 
     /* generous: fixed text, plus one line per label set */
