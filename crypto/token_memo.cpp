@@ -21,8 +21,9 @@ struct TokenMemo::Entry {
 TokenMemo::TokenMemo(size_t slots) {
     size_t n = 1;
     while (n < slots) n <<= 1;
-    // calloc: large blocks come from mmap as untouched zero pages, so a
-    // worker pays in memory only for the slots it uses.
+    // calloc: large blocks come from mmap as untouched zero pages, so the
+    // nginx master, which never uses the memo, pays nothing for it; each
+    // worker makes its copy resident with prefault().
     entries_ = static_cast<Entry*>(std::calloc(n, sizeof(Entry)));
     if (!entries_) throw std::bad_alloc();
     mask_ = n - 1;
@@ -35,6 +36,11 @@ TokenMemo::~TokenMemo() {
         if (entries_[i].stamp) sodium_memzero(&entries_[i], sizeof(Entry));
     }
     std::free(entries_);
+}
+
+void TokenMemo::prefault() noexcept {
+    // Zero is what the pages hold already: only the writes matter.
+    std::memset(static_cast<void*>(entries_), 0, (mask_ + 1) * sizeof(Entry));
 }
 
 size_t TokenMemo::index(std::string_view text) const noexcept {

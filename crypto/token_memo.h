@@ -12,7 +12,8 @@
 // key ring: a reload, which may change keys, builds a new one.
 //
 // Direct-mapped, fixed size, allocated once: nothing per request. Not
-// thread-safe (one per nginx worker process).
+// thread-safe (one per nginx worker process, each writing its own
+// copy-on-write pages; see prefault()).
 #pragma once
 
 #include <cstddef>
@@ -56,6 +57,11 @@ public:
     void attach_pseudonym(Ref ref, std::string_view subject, const char pseudonym[kPseudonymHex]) noexcept;
 
     size_t slots() const { return mask_ + 1; }
+
+    // Writes every page, so that the memory is resident from now on and
+    // the process does not grow into it as tokens arrive. For nginx
+    // workers, which share the master's untouched pages until they write.
+    void prefault() noexcept;
 
 private:
     struct Entry;

@@ -79,6 +79,15 @@ TEST(TokenMemo, AClockSteppedBackMisses) {
     EXPECT_FALSE(look(m, ExpectKind::uid, t, kNow - 11 - kMaxClockSkew).hit);
 }
 
+TEST(TokenMemo, PrefaultedMemoStartsEmptyAndWorks) {
+    TokenMemo m(4096);
+    m.prefault();
+    const std::string t = std::string(130, 'p');
+    EXPECT_FALSE(look(m, ExpectKind::uid, t).hit);
+    m.remember(ExpectKind::uid, t, claims_for("cust-1001"));
+    EXPECT_TRUE(look(m, ExpectKind::uid, t).hit);
+}
+
 TEST(TokenMemo, TooLongIsNeverRemembered) {
     TokenMemo m(64);
     const std::string t(TokenMemo::kMaxText + 1, 'L');
