@@ -136,11 +136,9 @@ struct Buffers {
 // ngx_http_consent_open: a token through the worker's memo, if any.
 inline TokenStatus open_through(TokenMemo* memo, std::string_view text, ExpectKind kind, const KeyRing& ring,
                                 TokenClaims* claims, TokenMemo::Ref* ref, char* pseudonym, bool* has_pseudonym) {
-    if (memo && memo->find(kind, text, kNow, claims, pseudonym, has_pseudonym, ref)) return TokenStatus::valid;
+    if (memo) return memo->open(text, kind, ring, kNow, claims, ref, pseudonym, has_pseudonym);
     TokenHeader hdr;
-    const TokenStatus st = open_token(text, kind, ring, kNow, &hdr, claims);
-    if (st == TokenStatus::valid && memo) *ref = memo->remember(kind, text, *claims);
-    return st;
+    return open_token(text, kind, ring, kNow, &hdr, claims);
 }
 
 // One request as ngx_http_consent_handle runs it on a cache hit, in its

@@ -77,6 +77,16 @@ bool TokenMemo::find(ExpectKind kind, std::string_view text, uint64_t now, Token
     return true;
 }
 
+TokenStatus TokenMemo::open(std::string_view text, ExpectKind kind, const KeyRing& ring, uint64_t now,
+                            TokenClaims* claims, Ref* ref, char* pseudonym, bool* has_pseudonym) noexcept {
+    *has_pseudonym = false;
+    if (find(kind, text, now, claims, pseudonym, has_pseudonym, ref)) return TokenStatus::valid;
+    TokenHeader hdr;
+    const TokenStatus status = open_token(text, kind, ring, now, &hdr, claims);
+    if (status == TokenStatus::valid) *ref = remember(kind, text, *claims);
+    return status;
+}
+
 TokenMemo::Ref TokenMemo::remember(ExpectKind kind, std::string_view text, const TokenClaims& claims) noexcept {
     Ref ref;
     if (text.size() > kMaxText || kind == ExpectKind::any) return ref;

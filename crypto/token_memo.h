@@ -49,6 +49,13 @@ public:
     bool find(ExpectKind kind, std::string_view text, uint64_t now, TokenClaims* claims, char* pseudonym,
               bool* has_pseudonym, Ref* ref) noexcept;
 
+    // open_token() through the memo: a hit answers `valid` at once; a
+    // token that opens valid is remembered, and *ref names its entry.
+    // `pseudonym` is written (and *has_pseudonym set) only by a hit that
+    // carries one.
+    TokenStatus open(std::string_view text, ExpectKind kind, const KeyRing& ring, uint64_t now,
+                     TokenClaims* claims, Ref* ref, char* pseudonym, bool* has_pseudonym) noexcept;
+
     // Remembers a token that open_token() found valid.
     Ref remember(ExpectKind kind, std::string_view text, const TokenClaims& claims) noexcept;
 

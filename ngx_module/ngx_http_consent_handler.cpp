@@ -269,10 +269,10 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
 
 
 /*
- * Opens one token, through the worker's memo of tokens that opened valid:
- * a returning visitor's cookie is opened once, not on every page. A hit
- * may bring the subject's pseudonym too; `pseudonym` is left alone
- * otherwise.
+ * Opens one token, through the worker's memo of tokens that opened valid
+ * (crypto/token_memo.h): a returning visitor's cookie is opened once, not
+ * on every page. A hit may bring the subject's pseudonym too; `pseudonym`
+ * is left alone otherwise.
  */
 static consent::TokenStatus
 ngx_http_consent_open(ngx_http_consent_main_conf_t *cmcf,
@@ -280,24 +280,15 @@ ngx_http_consent_open(ngx_http_consent_main_conf_t *cmcf,
     consent::TokenClaims *claims, consent::TokenMemo::Ref *ref,
     u_char *pseudonym)
 {
-    bool                   has_pseudonym;
-    consent::TokenHeader   hdr;
-    consent::TokenStatus   status;
+    bool                  has_pseudonym;
+    consent::TokenHeader  hdr;
 
-    if (cmcf->token_memo
-        && cmcf->token_memo->find(kind, text, now, claims, (char *) pseudonym,
-                                  &has_pseudonym, ref))
-    {
-        return consent::TokenStatus::valid;
+    if (cmcf->token_memo == NULL) {
+        return consent::open_token(text, kind, *cmcf->keys, now, &hdr, claims);
     }
 
-    status = consent::open_token(text, kind, *cmcf->keys, now, &hdr, claims);
-
-    if (status == consent::TokenStatus::valid && cmcf->token_memo) {
-        *ref = cmcf->token_memo->remember(kind, text, *claims);
-    }
-
-    return status;
+    return cmcf->token_memo->open(text, kind, *cmcf->keys, now, claims, ref,
+                                  (char *) pseudonym, &has_pseudonym);
 }
 
 

@@ -8,12 +8,10 @@ namespace consent {
 
 namespace {
 
-inline unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
-
 // `lowered` is already lowercase; only `s` needs folding.
 bool lowered_equal(const char* s, std::string_view lowered) noexcept {
     for (size_t i = 0; i < lowered.size(); i++) {
-        if (lower(static_cast<unsigned char>(s[i])) != static_cast<unsigned char>(lowered[i])) return false;
+        if (ascii_lower(s[i]) != lowered[i]) return false;
     }
     return true;
 }
@@ -44,7 +42,7 @@ uint64_t head_mask(size_t len) noexcept { return len >= 8 ? ~uint64_t(0) : (uint
 bool ascii_iequal(std::string_view a, std::string_view b) noexcept {
     if (a.size() != b.size()) return false;
     for (size_t i = 0; i < a.size(); i++) {
-        if (lower(static_cast<unsigned char>(a[i])) != lower(static_cast<unsigned char>(b[i]))) return false;
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
     }
     return true;
 }
@@ -62,7 +60,7 @@ bool StripRules::add(unsigned purpose, std::string_view pattern, std::string* er
     if (prefix && pattern.size() == 1) return fail("a lone '*' would match every name");
     if (prefix) pattern.remove_suffix(1);
     std::string text(pattern);
-    for (char& c : text) c = static_cast<char>(lower(static_cast<unsigned char>(c)));
+    for (char& c : text) c = ascii_lower(c);
     const auto first = static_cast<unsigned char>(text[0]);
     for (unsigned char c : {first, static_cast<unsigned char>(first >= 'a' && first <= 'z' ? first - 32 : first)})
         first_[c >> 6] |= uint64_t(1) << (c & 63);

@@ -41,6 +41,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
+import test_redis_store as RS  # noqa: E402  (its Result)
 
 HOLD_S = 0.5  # how long a held reply is kept at least
 
@@ -335,32 +336,18 @@ def record_of(reply):
 
 # --------------------------------------------------------------------------
 
-class Result:
+class Result(RS.Result):
+    """test_redis_store's Result, with the purposes as a list; anything but
+    a 200 from the echo upstream fails at once."""
+
     def __init__(self, resp, elapsed):
-        self.resp = resp
-        self.elapsed = elapsed
-        self.seen = H.Seen(resp)  # asserts a 200 from the echo upstream
-
-    def var(self, name):
-        v = self.seen.one("X-Consent-" + name)
-        return "" if v is None else v
-
-    @property
-    def version(self):
-        return self.var("Version")
-
-    @property
-    def source(self):
-        return self.var("Source")
+        super().__init__(resp, elapsed)
+        if self.seen is None:
+            H.Seen(resp)  # raises: not a 200 from the echo upstream
 
     @property
     def purposes(self):
         return [p for p in self.var("Purposes").split(",") if p]
-
-    def __repr__(self):
-        return ("<Result %.3fs source=%r version=%r purposes=%r subject_id=%r>"
-                % (self.elapsed, self.source, self.version, self.var("Purposes"),
-                   self.var("Subject-Id")))
 
 
 class RedisRace(unittest.TestCase):

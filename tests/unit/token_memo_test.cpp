@@ -88,6 +88,43 @@ TEST(TokenMemo, PrefaultedMemoStartsEmptyAndWorks) {
     EXPECT_TRUE(look(m, ExpectKind::uid, t).hit);
 }
 
+TEST(TokenMemo, OpenRemembersOnlyValidTokens) {
+    ASSERT_TRUE(crypto_init());
+    uint8_t bytes[kKeyBytes];
+    std::memset(bytes, 0x33, sizeof bytes);
+    std::string err;
+    KeyRing ring, empty;
+    ASSERT_TRUE(ring.add(Key::create(1, Suite::xchacha20poly1305, bytes, &err), true, &err)) << err;
+    const TokenClaims c = claims_for("cust-2002");
+    char out[kMaxTokenTextOut];
+    const std::string t(out, seal_token(*ring.find(1), TokenKind::uid, c, nullptr, out, sizeof out));
+    ASSERT_FALSE(t.empty());
+    std::string forged = t;
+    forged[t.size() / 2] = forged[t.size() / 2] == 'A' ? 'B' : 'A';
+
+    TokenMemo m(64);
+    TokenClaims got;
+    TokenMemo::Ref ref;
+    char pseudonym[kPseudonymHex];
+    bool has = true;
+    EXPECT_EQ(m.open(forged, ExpectKind::uid, ring, kNow, &got, &ref, pseudonym, &has), TokenStatus::invalid);
+    EXPECT_FALSE(has);
+    EXPECT_FALSE(look(m, ExpectKind::uid, forged).hit) << "a forged token must never be remembered";
+
+    EXPECT_EQ(m.open(t, ExpectKind::uid, ring, kNow, &got, &ref, pseudonym, &has), TokenStatus::valid);
+    EXPECT_EQ(got.subject_view(), "cust-2002");
+    const TokenMemo::Ref first = ref;
+    EXPECT_NE(first.stamp, 0u);
+    // A second open is answered by the memo: even a ring without the key
+    // (which open_token() would answer unknown_key) says valid.
+    got = TokenClaims();
+    EXPECT_EQ(m.open(t, ExpectKind::uid, empty, kNow, &got, &ref, pseudonym, &has), TokenStatus::valid);
+    EXPECT_EQ(got.subject_view(), "cust-2002");
+    EXPECT_EQ(ref.stamp, first.stamp);
+    // ... but not once expired: then open_token() answers.
+    EXPECT_EQ(m.open(t, ExpectKind::uid, ring, kNow + 3600, &got, &ref, pseudonym, &has), TokenStatus::expired);
+}
+
 TEST(TokenMemo, TooLongIsNeverRemembered) {
     TokenMemo m(64);
     const std::string t(TokenMemo::kMaxText + 1, 'L');
