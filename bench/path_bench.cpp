@@ -27,11 +27,10 @@ namespace {
 
 void BM_ArgRewrite(benchmark::State& st) {
     auto& e = env();
-    const StripPolicy policy{kTokenArg, &e.args, kGranted};
-    std::vector<char> out(e.query.size()), list(e.query.size() + 1);
+    Buffers b(e, e.query);
     for (auto _ : st) {
-        NameList names(list.data(), list.size());
-        const QueryRewrite r = rewrite_query(e.query, policy, out.data(), &names);
+        NameList names(b.list.data(), b.list.size());
+        const QueryRewrite r = arg_rewrite(e, e.query, b, kGranted, &names);
         if (r.removed != kArgsStripped) st.SkipWithError("wrong number of arguments removed");
         benchmark::DoNotOptimize(r);
         benchmark::ClobberMemory();
@@ -43,11 +42,10 @@ BENCHMARK(BM_ArgRewrite);
 // Nothing to strip (every purpose granted): the query is copied as it came.
 void BM_ArgRewriteKeepAll(benchmark::State& st) {
     auto& e = env();
-    const StripPolicy policy{kTokenArg, &e.args, kDeclared};
-    std::vector<char> out(e.query.size()), list(e.query.size() + 1);
+    Buffers b(e, e.query);
     for (auto _ : st) {
-        NameList names(list.data(), list.size());
-        benchmark::DoNotOptimize(rewrite_query(e.query, policy, out.data(), &names));
+        NameList names(b.list.data(), b.list.size());
+        benchmark::DoNotOptimize(arg_rewrite(e, e.query, b, kDeclared, &names));
         benchmark::ClobberMemory();
     }
 }
@@ -64,11 +62,18 @@ void BM_MemcpyQuery(benchmark::State& st) {
 }
 BENCHMARK(BM_MemcpyQuery);
 
-// The search for the token argument, on every request with arguments.
+// The split of the query that finds the token argument, on every request
+// with arguments.
 void BM_FindTokenArg(benchmark::State& st) {
     auto& e = env();
+    Buffers b(e, e.query);
     std::string_view v;
-    for (auto _ : st) benchmark::DoNotOptimize(find_query_arg(e.query, kTokenArg, &v));
+    for (auto _ : st) {
+        b.used = 0;
+        Segments t;
+        benchmark::DoNotOptimize(scan_query(e.query, &e.args, kTokenArg, &t, b.arena()) &&
+                                 token_value(e.query, t, &v));
+    }
 }
 BENCHMARK(BM_FindTokenArg);
 
@@ -76,11 +81,10 @@ BENCHMARK(BM_FindTokenArg);
 
 void BM_CookieRewrite(benchmark::State& st) {
     auto& e = env();
-    const StripPolicy policy{kUidCookie, &e.cookies, kGranted};
-    std::vector<char> out(cookie_rewrite_max_len(e.cookie.size()) + 1), list(e.cookie.size() + 1);
+    Buffers b(e, e.query);
     for (auto _ : st) {
-        NameList names(list.data(), list.size());
-        const CookieRewrite r = rewrite_cookie_header(e.cookie, policy, out.data(), &names);
+        NameList names(b.list.data(), b.list.size());
+        const CookieRewrite r = cookie_rewrite(e, b, kGranted, &names);
         if (r.removed != kCookiesStripped) st.SkipWithError("wrong number of cookies removed");
         benchmark::DoNotOptimize(r);
         benchmark::ClobberMemory();
@@ -100,11 +104,17 @@ void BM_MemcpyCookie(benchmark::State& st) {
 }
 BENCHMARK(BM_MemcpyCookie);
 
-// The search for the UID cookie in the same header.
+// The split of the same header that finds the UID cookie.
 void BM_FindUidCookie(benchmark::State& st) {
     auto& e = env();
+    Buffers b(e, e.query);
     std::string_view v;
-    for (auto _ : st) benchmark::DoNotOptimize(find_cookie(e.cookie, kUidCookie, &v));
+    for (auto _ : st) {
+        b.used = 0;
+        Segments t;
+        benchmark::DoNotOptimize(scan_cookie_header(e.cookie, &e.cookies, kUidCookie, &t, b.arena()) &&
+                                 uid_value(e.cookie, t, &v));
+    }
 }
 BENCHMARK(BM_FindUidCookie);
 

@@ -19,6 +19,7 @@
 #include "policy/cookie_rewrite.h"
 #include "policy/purposes.h"
 #include "policy/query_rewrite.h"
+#include "policy/segments.h"
 #include "policy/strip_rules.h"
 #include "policy/uid_cookie.h"
 #include "store/cache_rules.h"
@@ -122,16 +123,54 @@ inline Env& env() {
     return e;
 }
 
-// Output buffers come from nginx's request pool in the module (a pointer
-// bump); here they are allocated once, outside the loop.
+// Output buffers and segment tables come from nginx's request pool in the
+// module (a pointer bump); here they are allocated once, outside the loop,
+// and the bump arena is reset for each request.
 struct Buffers {
-    std::vector<char> line, args, list, cookie;
+    std::vector<char> line, args, list, cookie, pool;
+    size_t used = 0;
     Buffers(const Env& e, const std::string& query)
         : line(query.size()),
           args(query.size()),
           list(query.size() + e.cookie.size() + 2),
-          cookie(cookie_rewrite_max_len(e.cookie.size()) + 1) {}
+          cookie(cookie_rewrite_max_len(e.cookie.size()) + 1),
+          pool(64 * 1024) {}
+
+    static void* bump(void* self, size_t n) noexcept {
+        auto* b = static_cast<Buffers*>(self);
+        const size_t at = (b->used + 15) & ~size_t(15);
+        if (at + n > b->pool.size()) return nullptr;
+        b->used = at + n;
+        return b->pool.data() + at;
+    }
+    SegmentArena arena() { return {&Buffers::bump, this}; }
 };
+
+// The split and the rewrite of the query and of the Cookie header as the
+// module makes them, with the $consent_stripped list a request that reads
+// it adds (bench's arg-rewrite and cookie-rewrite).
+inline QueryRewrite arg_rewrite(const Env& e, std::string_view query, Buffers& b, PurposeMask granted,
+                                NameList* names) {
+    b.used = 0;
+    Segments t;
+    if (!scan_query(query, &e.args, kTokenArg, &t, b.arena())) return {};
+    Removal removal;
+    removal.denied = ~granted;
+    const QueryRewrite r = emit_query(query, t, removal, b.args.data());
+    if (names) list_removed_args(query, t, removal, names);
+    return r;
+}
+
+inline CookieRewrite cookie_rewrite(const Env& e, Buffers& b, PurposeMask granted, NameList* names) {
+    b.used = 0;
+    Segments t;
+    if (!scan_cookie_header(e.cookie, &e.cookies, kUidCookie, &t, b.arena())) return {};
+    Removal removal;
+    removal.denied = ~granted;
+    const CookieRewrite r = emit_cookie_header(e.cookie, t, removal, b.cookie.data());
+    if (names) list_removed_cookies(e.cookie, t, removal, names);
+    return r;
+}
 
 // ngx_http_consent_open: a token through the worker's memo, if any.
 inline TokenStatus open_through(TokenMemo* memo, std::string_view text, ExpectKind kind, const KeyRing& ring,
@@ -156,10 +195,14 @@ inline size_t hit_path(const Env& e, const std::string& query, Buffers& b, bool 
     bool from_purl = false, carried_uid = false, same = false;
     std::string_view raw, value;
 
-    // extract: the token argument
-    if (find_query_arg(query, kTokenArg, &raw)) {
-        StripPolicy token_only{kTokenArg, nullptr, 0};
-        keep(rewrite_query(query, token_only, b.line.data(), nullptr));
+    // extract: split the query and the Cookie header once; the token
+    // argument is hidden from the request line at once
+    b.used = 0;
+    Segments args, pairs;
+    if (!scan_query(query, &e.args, kTokenArg, &args, b.arena())) return 0;
+    if (!scan_cookie_header(e.cookie, &e.cookies, kUidCookie, &pairs, b.arena())) return 0;
+    if (token_value(query, args, &raw)) {
+        keep(emit_query(query, args, Removal{}, b.line.data()));
         char decoded[3 * kMaxTokenText];
         long n = static_cast<long>(raw.size());
         if (raw.find('%') != std::string_view::npos) {
@@ -171,7 +214,7 @@ inline size_t hit_path(const Env& e, const std::string& query, Buffers& b, bool 
     }
     // extract: the UID cookie
     TokenStatus uid_status = TokenStatus::none;
-    if (find_cookie(e.cookie, kUidCookie, &value)) {
+    if (uid_value(e.cookie, pairs, &value)) {
         carried_uid = true;
         uid_status = open_through(memo, value, ExpectKind::uid, e.ring, &uid_claims, &uid_ref, uid_pseudo,
                                   &uid_has_pseudo);
@@ -211,11 +254,11 @@ inline size_t hit_path(const Env& e, const std::string& query, Buffers& b, bool 
     facts.carried_valid_same = same;
     keep(uid_action(facts));
 
-    // rewrite
-    NameList names(b.list.data(), b.list.size());
-    const QueryRewrite qr = rewrite_query(query, StripPolicy{kTokenArg, &e.args, d.granted}, b.args.data(), &names);
-    const CookieRewrite cr =
-        rewrite_cookie_header(e.cookie, StripPolicy{kUidCookie, &e.cookies, d.granted}, b.cookie.data(), &names);
+    // rewrite, from the splits ($consent_stripped is listed only when read)
+    Removal removal;
+    removal.denied = ~d.granted;
+    const QueryRewrite qr = emit_query(query, args, removal, b.args.data());
+    const CookieRewrite cr = emit_cookie_header(e.cookie, pairs, removal, b.cookie.data());
 
     // tag: $consent_subject
     if (pseudonym) {

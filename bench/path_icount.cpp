@@ -2,11 +2,11 @@
 // `path_icount OP N` runs OP N times (bench/icount.sh runs it at two values
 // of N, so setup cancels out). The inputs are path_bench's
 // (bench/path_fixture.h).
-//   arg-rewrite     rewrite_query, 10 arguments, 3 removed
+//   arg-rewrite     split, rewrite and list the query, 10 arguments, 3 removed
 //   memcpy-query    memcpy of the same bytes
-//   cookie-rewrite  rewrite_cookie_header, 1 KB, 5 removed
+//   cookie-rewrite  split, rewrite and list the 1 KB Cookie header, 5 removed
 //   memcpy-cookie   memcpy of the same bytes
-//   find-cookie     find_cookie for the UID cookie in the 1 KB header
+//   find-cookie     split the 1 KB header and find the UID cookie in it
 //   open-uid        open_token of the UID cookie's token
 //   hit-uid         the whole hit path of B4 (UID cookie)
 //   hit-purl        the whole hit path of B5 (PURL token and UID cookie)
@@ -27,8 +27,6 @@ int main(int argc, char** argv) {
     const long n = std::atol(argv[2]);
     Env& e = env();
     Buffers b(e, e.purl_query);
-    const StripPolicy arg_policy{kTokenArg, &e.args, kGranted};
-    const StripPolicy cookie_policy{kUidCookie, &e.cookies, kGranted};
     TokenHeader h;
     TokenClaims c;
     std::string_view v;
@@ -47,7 +45,7 @@ int main(int argc, char** argv) {
         switch (which) {
         case 0: {
             NameList names(b.list.data(), b.list.size());
-            ok += rewrite_query(e.query, arg_policy, b.args.data(), &names).removed == kArgsStripped;
+            ok += arg_rewrite(e, e.query, b, kGranted, &names).removed == kArgsStripped;
             break;
         }
         case 1:
@@ -58,8 +56,7 @@ int main(int argc, char** argv) {
             break;
         case 2: {
             NameList names(b.list.data(), b.list.size());
-            ok += rewrite_cookie_header(e.cookie, cookie_policy, b.cookie.data(), &names).removed ==
-                  kCookiesStripped;
+            ok += cookie_rewrite(e, b, kGranted, &names).removed == kCookiesStripped;
             break;
         }
         case 3:
@@ -68,9 +65,13 @@ int main(int argc, char** argv) {
             keep(b.cookie.data());
             ok++;
             break;
-        case 4:
-            ok += find_cookie(e.cookie, kUidCookie, &v);
+        case 4: {
+            b.used = 0;
+            Segments t;
+            ok += scan_cookie_header(e.cookie, &e.cookies, kUidCookie, &t, b.arena()) &&
+                  uid_value(e.cookie, t, &v);
             break;
+        }
         case 5:
             ok += open_token(e.uid, ExpectKind::uid, e.ring, kNow, &h, &c) == TokenStatus::valid;
             break;

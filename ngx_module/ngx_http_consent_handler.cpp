@@ -31,9 +31,11 @@ static void ngx_http_consent_decide(ngx_http_request_t *r,
 static ngx_int_t ngx_http_consent_rewrite(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
     ngx_str_t *new_args);
+static ngx_int_t ngx_http_consent_scan_cookies(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf);
 static ngx_int_t ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
-    consent::NameList *names);
+    const consent::Removal &removal);
 static ngx_int_t ngx_http_consent_set_uri(ngx_http_request_t *r,
     ngx_str_t *args, ngx_uint_t request_line_only);
 static ngx_int_t ngx_http_consent_redirect(ngx_http_request_t *r,
@@ -44,6 +46,33 @@ static std::string_view
 ngx_http_consent_sv(ngx_str_t *s)
 {
     return std::string_view((const char *) s->data, s->len);
+}
+
+
+/* The splits of the query and the Cookie headers live in the request pool. */
+static void *
+ngx_http_consent_pool_alloc(void *pool, size_t size) noexcept
+{
+    return ngx_palloc((ngx_pool_t *) pool, size);
+}
+
+
+static consent::SegmentArena
+ngx_http_consent_arena(ngx_http_request_t *r)
+{
+    return consent::SegmentArena{ ngx_http_consent_pool_alloc, r->pool };
+}
+
+
+/* The token argument, the UID cookie, and what the decision denies. */
+static consent::Removal
+ngx_http_consent_removal(ngx_http_consent_ctx_t *ctx)
+{
+    consent::Removal  removal;
+
+    removal.denied = ~ctx->decision.granted;
+
+    return removal;
 }
 
 
@@ -151,20 +180,18 @@ ngx_http_consent_handle(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_consent_hide_token(ngx_http_request_t *r,
-    ngx_http_consent_loc_conf_t *clcf)
+ngx_http_consent_hide_token(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
-    consent::StripPolicy   token_only;
+    consent::Removal       token_only;
     consent::QueryRewrite  qr;
 
-    u_char *line = (u_char *) ngx_pnalloc(r->pool, r->args.len);
+    u_char *line = (u_char *) ngx_pnalloc(r->pool, ctx->args.len);
     if (line == NULL) {
         return NGX_ERROR;
     }
 
-    token_only.always = ngx_http_consent_sv(&clcf->token_arg);
-    qr = consent::rewrite_query(ngx_http_consent_sv(&r->args), token_only,
-                                (char *) line, NULL);
+    qr = consent::emit_query(ngx_http_consent_sv(&ctx->args),
+                             ctx->arg_segments, token_only, (char *) line);
 
     ngx_str_t  logged = { qr.len, line };
 
@@ -178,9 +205,8 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     ngx_http_consent_main_conf_t *cmcf, ngx_http_consent_loc_conf_t *clcf)
 {
     long                        n;
-    ngx_table_elt_t            *h;
+    ngx_uint_t                  i;
     std::string_view            raw, value;
-    ngx_http_consent_cookies_t  it;
     consent::TokenClaims        uid_claims;
     consent::TokenMemo::Ref     uid_ref;
     u_char                      uid_pseudonym[consent::kPseudonymHex];
@@ -192,9 +218,24 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     ctx->purl_status = consent::TokenStatus::none;
     ctx->uid_status = consent::TokenStatus::none;
 
-    if (r->args.len
-        && consent::find_query_arg(ngx_http_consent_sv(&r->args),
-                                   ngx_http_consent_sv(&clcf->token_arg), &raw))
+    /*
+     * The query and the Cookie headers are split here, once: finding the
+     * token and the UID cookie needs the split anyway, and the rewrite
+     * reuses it after the decision.
+     */
+    ctx->args = r->args;
+
+    if (ctx->args.len
+        && !consent::scan_query(ngx_http_consent_sv(&ctx->args),
+                                clcf->strip_args,
+                                ngx_http_consent_sv(&clcf->token_arg),
+                                &ctx->arg_segments, ngx_http_consent_arena(r)))
+    {
+        return NGX_ERROR;
+    }
+
+    if (consent::token_value(ngx_http_consent_sv(&ctx->args),
+                             ctx->arg_segments, &raw))
     {
         ctx->has_token_arg = 1;
 
@@ -203,7 +244,7 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
          * the token, even while the request waits for Redis or when
          * consent_dry_run leaves the request itself unchanged.
          */
-        if (ngx_http_consent_hide_token(r, clcf) != NGX_OK) {
+        if (ngx_http_consent_hide_token(r, ctx) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -229,25 +270,21 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
         }
     }
 
-    if (clcf->uid.name.empty()) {
-        return NGX_OK;
+    if (ngx_http_consent_scan_cookies(r, ctx, clcf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    ngx_http_consent_cookies_init(&it, r);
-
-    while ((h = ngx_http_consent_cookies_next(&it))) {
-
-        if (!consent::find_cookie(ngx_http_consent_sv(&h->value),
-                                  clcf->uid.name, &value))
+    for (i = 0; i < ctx->ncookies; i++) {
+        if (consent::uid_value(ngx_http_consent_sv(&ctx->cookies[i].value),
+                               ctx->cookies[i].pairs, &value))
         {
-            continue;
+            ctx->carried_uid = 1;
+            ctx->uid_status = ngx_http_consent_open(cmcf, value,
+                                                    consent::ExpectKind::uid,
+                                                    now, &uid_claims, &uid_ref,
+                                                    uid_pseudonym);
+            break;
         }
-        ctx->carried_uid = 1;
-        ctx->uid_status = ngx_http_consent_open(cmcf, value,
-                                                consent::ExpectKind::uid, now,
-                                                &uid_claims, &uid_ref,
-                                                uid_pseudonym);
-        break;
     }
 
     if (ctx->uid_status != consent::TokenStatus::valid) {
@@ -262,6 +299,61 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
         ctx->claims = uid_claims;
         ctx->memo_ref = uid_ref;
         ngx_memcpy(ctx->pseudonym, uid_pseudonym, consent::kPseudonymHex);
+    }
+
+    return NGX_OK;
+}
+
+
+/* Splits every Cookie header, when there is a UID cookie or a rule to find. */
+static ngx_int_t
+ngx_http_consent_scan_cookies(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf)
+{
+    ngx_uint_t                       n;
+    ngx_table_elt_t                 *h;
+    ngx_http_consent_cookies_t       it;
+    ngx_http_consent_cookie_scan_t  *scan;
+
+    if (clcf->uid.name.empty() && clcf->strip_cookies == NULL) {
+        return NGX_OK;
+    }
+
+    n = 0;
+    ngx_http_consent_cookies_init(&it, r);
+
+    while (ngx_http_consent_cookies_next(&it)) {
+        n++;
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    scan = (ngx_http_consent_cookie_scan_t *)
+               ngx_palloc(r->pool, n * sizeof(ngx_http_consent_cookie_scan_t));
+    if (scan == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->cookies = scan;
+    ctx->ncookies = 0;
+
+    ngx_http_consent_cookies_init(&it, r);
+
+    while ((h = ngx_http_consent_cookies_next(&it))) {
+        scan = new (&ctx->cookies[ctx->ncookies++])
+                   ngx_http_consent_cookie_scan_t();
+        scan->header = h;
+        scan->value = h->value;
+
+        if (!consent::scan_cookie_header(ngx_http_consent_sv(&scan->value),
+                                         clcf->strip_cookies, clcf->uid.name,
+                                         &scan->pairs,
+                                         ngx_http_consent_arena(r)))
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -351,111 +443,96 @@ ngx_http_consent_decide(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
 
 /*
  * Removes the token argument, the UID cookie and what the decision does not
- * allow; fills $consent_stripped. With consent_dry_run only the list is
- * made, and the request is left as it came (but for the token in the
- * request line that error logs print, see ngx_http_consent_set_uri).
+ * allow, from the splits the extract step made. With consent_dry_run the
+ * request is left as it came (but for the token in the request line that
+ * error logs print, see ngx_http_consent_set_uri).
  */
 static ngx_int_t
 ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     ngx_http_consent_loc_conf_t *clcf, ngx_str_t *new_args)
 {
-    size_t                       cap;
-    ngx_table_elt_t             *h;
-    consent::QueryRewrite        qr;
-    consent::StripPolicy         policy;
-    ngx_http_consent_cookies_t   it;
+    consent::QueryRewrite  qr;
 
-    /* every listed name is at most its own bytes and a comma */
-    cap = r->args.len + 1;
+    const consent::Removal  removal = ngx_http_consent_removal(ctx);
 
-    ngx_http_consent_cookies_init(&it, r);
+    *new_args = ctx->args;
 
-    while ((h = ngx_http_consent_cookies_next(&it))) {
-        cap += h->value.len + 1;
-    }
-
-    u_char *list = (u_char *) ngx_pnalloc(r->pool, cap);
-    if (list == NULL) {
-        return NGX_ERROR;
-    }
-
-    consent::NameList  names((char *) list, cap);
-
-    *new_args = r->args;
-
-    if (r->args.len) {
-        u_char *out = (u_char *) ngx_pnalloc(r->pool, r->args.len);
+    if (consent::removes_any(ctx->arg_segments, removal)) {
+        u_char *out = (u_char *) ngx_pnalloc(r->pool, ctx->args.len);
         if (out == NULL) {
             return NGX_ERROR;
         }
 
-        policy.always = ngx_http_consent_sv(&clcf->token_arg);
-        policy.rules = clcf->strip_args;
-        policy.granted = ctx->decision.granted;
-
-        qr = consent::rewrite_query(ngx_http_consent_sv(&r->args), policy,
-                                    (char *) out, &names);
+        qr = consent::emit_query(ngx_http_consent_sv(&ctx->args),
+                                 ctx->arg_segments, removal, (char *) out);
         ctx->stripped_args = qr.removed;
 
-        if (qr.removed) {
-            new_args->data = out;
-            new_args->len = qr.len;
-        }
+        new_args->data = out;
+        new_args->len = qr.len;
 
-        if (qr.removed && !clcf->dry_run) {
-            if (ngx_http_consent_set_uri(r, new_args, 0) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
+        if (!clcf->dry_run
+            && ngx_http_consent_set_uri(r, new_args, 0) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
-    if (ngx_http_consent_rewrite_cookies(r, ctx, clcf, &names) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ctx->stripped.data = list;
-    ctx->stripped.len = names.view().size();
-
-    return NGX_OK;
+    return ngx_http_consent_rewrite_cookies(r, ctx, clcf, removal);
 }
 
 
 static ngx_int_t
 ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
-    consent::NameList *names)
+    const consent::Removal &removal)
 {
-    ngx_table_elt_t             *h;
-    consent::StripPolicy         policy;
-    consent::CookieRewrite       cr;
-    ngx_http_consent_headers_t   it;
+    ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
+    consent::CookieRewrite           cr;
+    ngx_http_consent_headers_t       it;
+    ngx_http_consent_cookie_scan_t  *scan;
 
-    if (clcf->uid.name.empty() && clcf->strip_cookies == NULL) {
+    if (clcf->dry_run) {
         return NGX_OK;
     }
 
-    policy.always = clcf->uid.name;
-    policy.rules = clcf->strip_cookies;
-    policy.granted = ctx->decision.granted;
+    for (i = 0; i < ctx->ncookies; i++) {
+        if (consent::removes_any(ctx->cookies[i].pairs, removal)) {
+            break;
+        }
+    }
 
+    if (i == ctx->ncookies) {
+        return NGX_OK;
+    }
+
+    /* the list walk, not the index: a header may have to go */
     ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Cookie", 6);
 
     while ((h = ngx_http_consent_headers_next(&it))) {
 
+        scan = NULL;
+
+        for (i = 0; i < ctx->ncookies; i++) {
+            if (ctx->cookies[i].header == h) {
+                scan = &ctx->cookies[i];
+                break;
+            }
+        }
+
+        if (scan == NULL || !consent::removes_any(scan->pairs, removal)) {
+            continue;
+        }
+
         /* "; " joins can make the kept pairs longer than they came */
         u_char *out = (u_char *) ngx_pnalloc(r->pool,
-                          consent::cookie_rewrite_max_len(h->value.len) + 1);
+                          consent::cookie_rewrite_max_len(scan->value.len) + 1);
         if (out == NULL) {
             return NGX_ERROR;
         }
 
-        cr = consent::rewrite_cookie_header(ngx_http_consent_sv(&h->value),
-                                            policy, (char *) out, names);
-
-        if (cr.removed == 0 || clcf->dry_run) {
-            continue;
-        }
+        cr = consent::emit_cookie_header(ngx_http_consent_sv(&scan->value),
+                                         scan->pairs, removal, (char *) out);
 
         ctx->stripped_cookies += cr.removed;
 
@@ -468,6 +545,55 @@ ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
         h->value.data = out;
         h->value.len = cr.len;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * $consent_stripped, made when first read rather than on every request:
+ * the names the rewrite removes (or, with consent_dry_run, would remove),
+ * each once, arguments first, from the extract step's splits.
+ */
+ngx_int_t
+ngx_http_consent_list_stripped(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx)
+{
+    size_t      cap;
+    ngx_uint_t  i;
+
+    if (ctx->stripped_listed) {
+        return NGX_OK;
+    }
+
+    const consent::Removal  removal = ngx_http_consent_removal(ctx);
+
+    /* every listed name is at most its own bytes and a comma */
+    cap = ctx->args.len + 1;
+
+    for (i = 0; i < ctx->ncookies; i++) {
+        cap += ctx->cookies[i].value.len + 1;
+    }
+
+    u_char *list = (u_char *) ngx_pnalloc(r->pool, cap);
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    consent::NameList  names((char *) list, cap);
+
+    consent::list_removed_args(ngx_http_consent_sv(&ctx->args),
+                               ctx->arg_segments, removal, &names);
+
+    for (i = 0; i < ctx->ncookies; i++) {
+        consent::list_removed_cookies(
+            ngx_http_consent_sv(&ctx->cookies[i].value),
+            ctx->cookies[i].pairs, removal, &names);
+    }
+
+    ctx->stripped.data = list;
+    ctx->stripped.len = names.view().size();
+    ctx->stripped_listed = 1;
 
     return NGX_OK;
 }

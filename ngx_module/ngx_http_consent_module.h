@@ -19,6 +19,7 @@
 #include "crypto/token.h"
 #include "crypto/token_memo.h"
 #include "policy/purposes.h"
+#include "policy/segments.h"
 #include "policy/strip_rules.h"
 #include "policy/uid_cookie.h"
 
@@ -101,6 +102,14 @@ typedef struct {
 } ngx_http_consent_loc_conf_t;
 
 
+/* One Cookie header as the extract step split it (policy/segments.h). */
+typedef struct {
+    ngx_table_elt_t             *header;
+    ngx_str_t                    value;        /* as it came */
+    consent::Segments            pairs;
+} ngx_http_consent_cookie_scan_t;
+
+
 /* Per request; survives internal redirects (see ngx_http_consent_get_ctx). */
 typedef struct {
     ngx_http_consent_loc_conf_t *conf;         /* where the decision was made */
@@ -111,6 +120,7 @@ typedef struct {
     unsigned                     carried_uid:1;
     unsigned                     carried_valid_same:1;
     unsigned                     header_done:1;
+    unsigned                     stripped_listed:1;
 
     consent::TokenStatus         purl_status;
     consent::TokenStatus         uid_status;
@@ -127,7 +137,16 @@ typedef struct {
     consent::TokenMemo::Ref      memo_ref;     /* of that token in the memo */
     u_char                       pseudonym[consent::kPseudonymHex];
 
-    ngx_str_t                    stripped;
+    /*
+     * The query and Cookie headers as they came, split once by the extract
+     * step; the rewrite and $consent_stripped read these splits.
+     */
+    ngx_str_t                    args;
+    consent::Segments            arg_segments;
+    ngx_http_consent_cookie_scan_t *cookies;
+    ngx_uint_t                   ncookies;
+
+    ngx_str_t                    stripped;     /* once stripped_listed */
     ngx_uint_t                   stripped_args;
     ngx_uint_t                   stripped_cookies;
 
@@ -152,6 +171,8 @@ ngx_http_consent_ctx_t *ngx_http_consent_create_ctx(ngx_http_request_t *r);
 
 /* handler.cpp */
 ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_consent_list_stripped(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx);
 
 /* lookup.cpp */
 ngx_int_t ngx_http_consent_lookup(ngx_http_request_t *r,

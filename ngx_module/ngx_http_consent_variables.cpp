@@ -210,6 +210,10 @@ ngx_http_consent_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         return NGX_OK;
 
     default: /* NGX_HTTP_CONSENT_VAR_STRIPPED */
+        if (ngx_http_consent_list_stripped(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         ngx_http_consent_set(v, ctx->stripped.data, ctx->stripped.len);
         return NGX_OK;
     }

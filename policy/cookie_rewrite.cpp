@@ -1,6 +1,7 @@
 #include "policy/cookie_rewrite.h"
 
 #include <cstring>
+#include <new>
 
 #include "policy/byte_scan.h"
 
@@ -52,66 +53,84 @@ void for_each_pair(std::string_view s, F&& f) noexcept {
     }
 }
 
-struct Writer {
-    char* out;
-    size_t len = 0;
-
-    void pair(std::string_view text) noexcept {
-        if (len) {
-            out[len++] = ';';
-            out[len++] = ' ';
-        }
-        std::memcpy(out + len, text.data(), text.size());
-        len += text.size();
-    }
-};
-
 }  // namespace
 
-bool find_cookie(std::string_view header, std::string_view name, std::string_view* value) noexcept {
-    bool found = false;
+bool scan_cookie_header(std::string_view header, const StripRules* rules, std::string_view uid_name,
+                        Segments* table, const SegmentArena& arena) noexcept {
+    // Pairs average 40 to 50 bytes in real Cookie headers.
+    const size_t hint = header.size() / 32 + 4;
+    bool ok = true;
     for_each_pair(header, [&](const Pair& p, size_t) {
-        if (p.name.size() != name.size() || !ascii_iequal(p.name, name)) return true;
-        const size_t eq = p.text.find('=');
-        // Surrounding blanks are not part of a value (RFC 6265 section 5.2).
-        *value = eq == std::string_view::npos ? std::string_view() : trim(p.text.substr(eq + 1));
-        found = true;
-        return false;
+        const Segment s{static_cast<uint32_t>(p.text.data() - header.data()), static_cast<uint32_t>(p.text.size()),
+                        static_cast<uint32_t>(p.name.size()), rules ? rules->owners(p.name) : 0,
+                        !uid_name.empty() && p.name.size() == uid_name.size() && ascii_iequal(p.name, uid_name)};
+        ok = table->push(s, arena, hint);
+        return ok;
     });
-    return found;
+    return ok;
 }
 
-CookieRewrite rewrite_cookie_header(std::string_view header, const StripPolicy& policy, char* out,
-                                    NameList* names) noexcept {
+bool uid_value(std::string_view header, const Segments& table, std::string_view* value) noexcept {
+    for (const Segment& s : table) {
+        if (!s.always) continue;
+        // The name ends at the first '=' or is the whole pair. Surrounding
+        // blanks are not part of a value (RFC 6265 section 5.2).
+        const std::string_view pair = header.substr(s.start, s.len);
+        const size_t eq = pair.find('=');
+        *value = eq == std::string_view::npos ? std::string_view() : trim(pair.substr(eq + 1));
+        return true;
+    }
+    return false;
+}
+
+CookieRewrite emit_cookie_header(std::string_view header, const Segments& table, const Removal& removal,
+                                 char* out) noexcept {
     CookieRewrite r;
-    Writer w{out};
-    // Nothing is written until the first removal, so an untouched header is
-    // copied once, verbatim, and the policy is asked once per pair.
-    bool writing = false;
-    for_each_pair(header, [&](const Pair& p, size_t offset) {
-        if (policy.removes(p.name)) {
+    for (const Segment& s : table) {
+        if (removal.removes(s)) {
             r.removed++;
-            if (names && listable_name(p.name)) names->add(p.name);
-            if (!writing) {
-                writing = true;
-                // Every pair before this one was kept.
-                for_each_pair(header.substr(0, offset), [&](const Pair& q, size_t) {
-                    w.pair(q.text);
-                    return true;
-                });
-            }
-            return true;
+            continue;
         }
         r.kept++;
-        if (writing) w.pair(p.text);
-        return true;
-    });
-    if (writing) {
-        r.len = w.len;
-    } else {
+        if (r.len) {
+            out[r.len++] = ';';
+            out[r.len++] = ' ';
+        }
+        std::memcpy(out + r.len, header.data() + s.start, s.len);
+        r.len += s.len;
+    }
+    if (r.removed == 0) {
         if (!header.empty()) std::memcpy(out, header.data(), header.size());
         r.len = header.size();
     }
+    return r;
+}
+
+void list_removed_cookies(std::string_view header, const Segments& table, const Removal& removal,
+                          NameList* names) noexcept {
+    for (const Segment& s : table) {
+        if (!removal.removes(s)) continue;
+        const std::string_view name = header.substr(s.start, s.name_len);
+        if (listable_name(name)) names->add(name);
+    }
+}
+
+bool find_cookie(std::string_view header, std::string_view name, std::string_view* value) {
+    HeapArena heap;
+    Segments table;
+    if (!scan_cookie_header(header, nullptr, name, &table, heap.arena())) throw std::bad_alloc();
+    return uid_value(header, table, value);
+}
+
+CookieRewrite rewrite_cookie_header(std::string_view header, const StripPolicy& policy, char* out,
+                                    NameList* names) {
+    HeapArena heap;
+    Segments table;
+    if (!scan_cookie_header(header, policy.rules, policy.always, &table, heap.arena())) throw std::bad_alloc();
+    Removal removal;
+    removal.denied = ~policy.granted;
+    const CookieRewrite r = emit_cookie_header(header, table, removal, out);
+    if (names) list_removed_cookies(header, table, removal, names);
     return r;
 }
 

@@ -8,13 +8,10 @@
 #include <cstddef>
 #include <string_view>
 
+#include "policy/segments.h"
 #include "policy/strip_rules.h"
 
 namespace consent {
-
-// The value of the first cookie named `name` (ASCII case-insensitive) in
-// one Cookie header.
-bool find_cookie(std::string_view header, std::string_view name, std::string_view* value) noexcept;
 
 struct CookieRewrite {
     size_t len = 0;      // bytes written to out
@@ -28,12 +25,37 @@ struct CookieRewrite {
 // comes with at least one ';' of its own, hence at most half again.
 constexpr size_t cookie_rewrite_max_len(size_t header_len) { return header_len + header_len / 2; }
 
-// Writes the header without the pairs `policy` removes into `out`, which
-// must hold cookie_rewrite_max_len(header.size()) bytes. Kept pairs keep
-// their bytes and order and are joined with "; ". Removed names go to
-// `names` if not null.
+// Splits one Cookie header once (the extract step): every non-empty pair,
+// trimmed, with the purposes `rules` (may be null) give its name, and
+// whether that name is `uid_name` (ASCII case-insensitive; may be empty).
+// Cookie names are not percent-decoded. False when the arena fails.
+bool scan_cookie_header(std::string_view header, const StripRules* rules, std::string_view uid_name,
+                        Segments* table, const SegmentArena& arena) noexcept;
+
+// The value of the first UID cookie in a scanned header, without the
+// blanks around it.
+bool uid_value(std::string_view header, const Segments& table, std::string_view* value) noexcept;
+
+// Writes the scanned header without the pairs `removal` removes into
+// `out`, which must hold cookie_rewrite_max_len(header.size()) bytes. Kept
+// pairs keep their bytes and order and are joined with "; "; a header
+// that loses nothing is copied as it came.
+CookieRewrite emit_cookie_header(std::string_view header, const Segments& table, const Removal& removal,
+                                 char* out) noexcept;
+
+// Adds each cookie name `removal` removes, when listable, to `names`.
+void list_removed_cookies(std::string_view header, const Segments& table, const Removal& removal,
+                          NameList* names) noexcept;
+
+// The steps in one, for tests and tools (heap memory):
+//
+// find_cookie: the value of the first cookie named `name`.
+bool find_cookie(std::string_view header, std::string_view name, std::string_view* value);
+
+// rewrite_cookie_header: the header without what `policy` removes, into
+// `out`; removed names go to `names` if not null.
 CookieRewrite rewrite_cookie_header(std::string_view header, const StripPolicy& policy, char* out,
-                                    NameList* names) noexcept;
+                                    NameList* names);
 
 // The cookie name of a Set-Cookie header value: the bytes before the first
 // '=' (or ';' when no '=' comes first), without surrounding spaces and tabs.

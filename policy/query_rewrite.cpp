@@ -1,6 +1,7 @@
 #include "policy/query_rewrite.h"
 
 #include <cstring>
+#include <new>
 
 #include "policy/byte_scan.h"
 
@@ -79,20 +80,18 @@ void for_each_segment(std::string_view query, F&& f) noexcept {
     }
 }
 
-bool removes_arg(std::string_view raw, const StripPolicy& policy, NameList* names) noexcept {
+// The listed form of a removed name: decoded when that is listable, else
+// raw when that is, else none (the name is removed but not listed).
+void list_name(std::string_view raw, NameList* names) noexcept {
     const ArgName name(raw);
-    // The raw form is checked too for a name too long to decode whole: the
-    // cautious reading, as a pattern may have been written encoded.
-    const bool removed = policy.removes(name.decoded) || (!name.complete && policy.removes(raw));
-    if (removed && names) {
-        if (name.complete && listable_name(name.decoded)) {
-            names->add(name.decoded);
-        } else if (listable_name(raw)) {
-            names->add(raw);
-        }
+    if (name.complete && listable_name(name.decoded)) {
+        names->add(name.decoded);
+    } else if (listable_name(raw)) {
+        names->add(raw);
     }
-    return removed;
 }
+
+std::string_view text(std::string_view query, const Segment& s) noexcept { return query.substr(s.start, s.len); }
 
 }  // namespace
 
@@ -102,42 +101,84 @@ long percent_decode(std::string_view in, char* out, size_t cap) noexcept {
     return complete ? static_cast<long>(n) : -1;
 }
 
-bool find_query_arg(std::string_view query, std::string_view name, std::string_view* raw_value) noexcept {
-    const char first = name.empty() ? '\0' : ascii_lower(name[0]);
-    bool found = false;
+bool scan_query(std::string_view query, const StripRules* rules, std::string_view token_name, Segments* table,
+                const SegmentArena& arena) noexcept {
+    // Arguments average 15 to 20 bytes on real URLs.
+    const size_t hint = query.size() / 16 + 4;
+    bool ok = true;
     for_each_segment(query, [&](std::string_view seg, std::string_view raw) {
-        // Most names are turned down by their first byte: it must be the
-        // name's own (in either case), or a '%' that may decode to it.
-        if (!name.empty() && (raw.empty() || (raw[0] != '%' && ascii_lower(raw[0]) != first))) return true;
-        const ArgName decoded(raw);
-        const std::string_view n = decoded.complete ? decoded.decoded : raw;
-        if (n.size() != name.size() || !ascii_iequal(n, name)) return true;
-        *raw_value = raw.size() < seg.size() ? seg.substr(raw.size() + 1) : std::string_view();
-        found = true;
-        return false;
+        const ArgName name(raw);
+        // A name too long to decode whole is checked raw too: the cautious
+        // reading, as a pattern may have been written encoded.
+        PurposeMask owners = 0;
+        if (rules) {
+            owners = rules->owners(name.decoded);
+            if (!name.complete) owners |= rules->owners(raw);
+        }
+        const bool always = !token_name.empty() &&
+                            ((name.decoded.size() == token_name.size() && ascii_iequal(name.decoded, token_name)) ||
+                             (!name.complete && raw.size() == token_name.size() && ascii_iequal(raw, token_name)));
+        const Segment s{static_cast<uint32_t>(seg.data() - query.data()), static_cast<uint32_t>(seg.size()),
+                        static_cast<uint32_t>(raw.size()), owners, always};
+        ok = table->push(s, arena, hint);
+        return ok;
     });
-    return found;
+    return ok;
 }
 
-QueryRewrite rewrite_query(std::string_view query, const StripPolicy& policy, char* out, NameList* names) noexcept {
+bool token_value(std::string_view query, const Segments& table, std::string_view* raw_value) noexcept {
+    for (const Segment& s : table) {
+        if (!s.always) continue;
+        *raw_value = s.len > s.name_len ? query.substr(s.start + s.name_len + 1, s.len - s.name_len - 1)
+                                        : std::string_view();
+        return true;
+    }
+    return false;
+}
+
+QueryRewrite emit_query(std::string_view query, const Segments& table, const Removal& removal, char* out) noexcept {
     QueryRewrite r;
-    for_each_segment(query, [&](std::string_view seg, std::string_view raw) {
-        if (removes_arg(raw, policy, names)) {
+    for (const Segment& s : table) {
+        if (removal.removes(s)) {
             r.removed++;
-            return true;
+            continue;
         }
         // Kept segments joined by one '&' never outgrow the query.
         if (r.len) out[r.len++] = '&';
-        std::memcpy(out + r.len, seg.data(), seg.size());
-        r.len += seg.size();
-        return true;
-    });
+        std::memcpy(out + r.len, query.data() + s.start, s.len);
+        r.len += s.len;
+    }
     if (r.removed == 0) {
         // Nothing removed: the query goes on exactly as it came, empty
         // segments and all.
         if (!query.empty()) std::memcpy(out, query.data(), query.size());
         r.len = query.size();
     }
+    return r;
+}
+
+void list_removed_args(std::string_view query, const Segments& table, const Removal& removal,
+                       NameList* names) noexcept {
+    for (const Segment& s : table) {
+        if (removal.removes(s)) list_name(text(query, s).substr(0, s.name_len), names);
+    }
+}
+
+bool find_query_arg(std::string_view query, std::string_view name, std::string_view* raw_value) {
+    HeapArena heap;
+    Segments table;
+    if (!scan_query(query, nullptr, name, &table, heap.arena())) throw std::bad_alloc();
+    return token_value(query, table, raw_value);
+}
+
+QueryRewrite rewrite_query(std::string_view query, const StripPolicy& policy, char* out, NameList* names) {
+    HeapArena heap;
+    Segments table;
+    if (!scan_query(query, policy.rules, policy.always, &table, heap.arena())) throw std::bad_alloc();
+    Removal removal;
+    removal.denied = ~policy.granted;
+    const QueryRewrite r = emit_query(query, table, removal, out);
+    if (names) list_removed_args(query, table, removal, names);
     return r;
 }
 

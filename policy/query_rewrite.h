@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <string_view>
 
+#include "policy/segments.h"
 #include "policy/strip_rules.h"
 
 namespace consent {
@@ -23,18 +24,38 @@ constexpr size_t kMaxArgName = 256;
 // into `out`. Returns the decoded length, or -1 when `cap` is too small.
 long percent_decode(std::string_view in, char* out, size_t cap) noexcept;
 
-// Finds the first argument whose decoded name equals `name` (ASCII
-// case-insensitive) and returns its raw, still encoded, value.
-bool find_query_arg(std::string_view query, std::string_view name, std::string_view* raw_value) noexcept;
-
 struct QueryRewrite {
     size_t len = 0;       // bytes written to out
     size_t removed = 0;   // arguments removed
 };
 
-// Writes the query without the arguments `policy` removes into `out`, which
-// must hold query.size() bytes. Each removed name goes to `names` (decoded
-// when listable, else raw), if `names` is not null.
-QueryRewrite rewrite_query(std::string_view query, const StripPolicy& policy, char* out, NameList* names) noexcept;
+// Splits `query` once (the extract step): every non-empty argument, with
+// the purposes `rules` (may be null) give its percent-decoded name, and
+// whether that name is `token_name` (ASCII case-insensitive; may be
+// empty). False when the arena fails.
+bool scan_query(std::string_view query, const StripRules* rules, std::string_view token_name,
+                Segments* table, const SegmentArena& arena) noexcept;
+
+// The raw, still encoded, value of the first token argument in a scanned
+// query.
+bool token_value(std::string_view query, const Segments& table, std::string_view* raw_value) noexcept;
+
+// Writes the scanned query without the arguments `removal` removes into
+// `out`, which must hold query.size() bytes.
+QueryRewrite emit_query(std::string_view query, const Segments& table, const Removal& removal, char* out) noexcept;
+
+// Adds each argument name `removal` removes to `names`: decoded when
+// listable, else raw when that is listable, else not at all.
+void list_removed_args(std::string_view query, const Segments& table, const Removal& removal,
+                       NameList* names) noexcept;
+
+// The three steps in one, for tests and tools (heap memory):
+//
+// find_query_arg: the raw value of the first argument named `name`.
+bool find_query_arg(std::string_view query, std::string_view name, std::string_view* raw_value);
+
+// rewrite_query: the query without what `policy` removes, into `out` (which
+// must hold query.size() bytes); removed names go to `names` if not null.
+QueryRewrite rewrite_query(std::string_view query, const StripPolicy& policy, char* out, NameList* names);
 
 }  // namespace consent

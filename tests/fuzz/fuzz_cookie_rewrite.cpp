@@ -57,6 +57,7 @@ std::vector<Pair> pairs_of(std::string_view h) {
 }
 
 bool ref_find(std::string_view h, std::string_view name, std::string_view* value) {
+    if (name.empty()) return false;  // no UID cookie is nameless
     for (const Pair& p : pairs_of(h)) {
         if (fuzz::iequal(p.name, name)) {
             *value = p.value;

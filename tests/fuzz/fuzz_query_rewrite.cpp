@@ -79,8 +79,10 @@ bool ref_removes(const fuzz::FuzzPolicy& p, const Arg& a) {
     return p.removes(a.decoded) || (a.long_name && p.removes(a.raw));
 }
 
-// find_query_arg's name for an argument: decoded, or raw when too long.
+// find_query_arg's name for an argument: decoded, or raw when too long;
+// an empty name finds nothing.
 bool ref_find(std::string_view q, std::string_view name, std::string_view* value) {
+    if (name.empty()) return false;  // no token argument is nameless
     for (const Arg& a : args_of(q)) {
         if (fuzz::iequal(a.long_name ? a.raw : std::string_view(a.decoded), name)) {
             *value = a.value;
