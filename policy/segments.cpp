@@ -5,19 +5,16 @@
 
 namespace consent {
 
-bool Segments::push(const Segment& s, const SegmentArena& arena, size_t size_hint) noexcept {
-    if (size_ == cap_) {
-        // The first block is sized from the bytes to scan, so that most
-        // requests allocate once; a pathological "a&a&a..." doubles.
-        size_t cap = cap_ ? size_t(cap_) * 2 : (size_hint < 8 ? 8 : size_hint);
-        if (cap > UINT32_MAX) return false;
-        auto* grown = static_cast<Segment*>(arena.alloc(arena.arg, cap * sizeof(Segment)));
-        if (grown == nullptr) return false;
-        if (size_) std::memcpy(grown, data_, size_ * sizeof(Segment));
-        data_ = grown;
-        cap_ = static_cast<uint32_t>(cap);
-    }
-    data_[size_++] = s;
+bool Segments::grow(const SegmentArena& arena, size_t size_hint) noexcept {
+    // The first block is sized from the bytes to scan, so that most
+    // requests allocate once; a pathological "a&a&a..." doubles.
+    const size_t cap = cap_ ? size_t(cap_) * 2 : (size_hint < 8 ? 8 : size_hint);
+    if (cap > UINT32_MAX) return false;
+    auto* grown = static_cast<Segment*>(arena.alloc(arena.arg, cap * sizeof(Segment)));
+    if (grown == nullptr) return false;
+    if (size_) std::memcpy(grown, data_, size_ * sizeof(Segment));
+    data_ = grown;
+    cap_ = static_cast<uint32_t>(cap);
     return true;
 }
 

@@ -46,13 +46,19 @@ struct SegmentArena {
 class Segments {
 public:
     // False when the arena failed; the table then holds what fit.
-    bool push(const Segment& s, const SegmentArena& arena, size_t size_hint) noexcept;
+    bool push(const Segment& s, const SegmentArena& arena, size_t size_hint) noexcept {
+        if (size_ == cap_ && !grow(arena, size_hint)) return false;
+        data_[size_++] = s;
+        return true;
+    }
 
     const Segment* begin() const noexcept { return data_; }
     const Segment* end() const noexcept { return data_ + size_; }
     size_t size() const noexcept { return size_; }
 
 private:
+    bool grow(const SegmentArena& arena, size_t size_hint) noexcept;
+
     Segment* data_ = nullptr;
     uint32_t size_ = 0;
     uint32_t cap_ = 0;
