@@ -8,10 +8,11 @@
  * still cannot be allocated is simply not cached. A request never fails
  * because of the cache.
  *
- * Which cached value may be served is decided by store/cache_rules.h; the
- * zone also keeps the subscription's heartbeat and the moment since which
- * cached values can be trusted (valid_since), both written by the one
- * subscriber of the instance.
+ * Which cached value may be served is decided by store/cache_rules.h. The
+ * zone also keeps when subjects it holds no node for were last announced
+ * (announced_ms), and the subscription's heartbeat and the moment since
+ * which cached values can be trusted (valid_since), these two written by
+ * the one subscriber of the instance.
  */
 
 #include "ngx_module/ngx_http_consent_cache.h"
@@ -28,6 +29,10 @@ typedef struct {
 } ngx_http_consent_cache_node_t;
 
 
+/* a power of two; 8 KB, well within the smallest zone (8 pages) */
+#define NGX_HTTP_CONSENT_ANNOUNCED_SLOTS  1024
+
+
 typedef struct {
     ngx_rbtree_t                   rbtree;
     ngx_rbtree_node_t              sentinel;
@@ -35,6 +40,20 @@ typedef struct {
     ngx_atomic_t                   valid_since_ms;
     ngx_atomic_t                   heartbeat_ms;
     ngx_pid_t                      sub_pid;   /* the subscriber that beats */
+
+    /*
+     * For subjects without a node, by hash: when an update of one was last
+     * announced, or its node evicted (which forgets the announced version).
+     * A read sent no later than that is not cached: it may have raced the
+     * update. A subject with a node keeps the rule by version instead
+     * (store/cache_rules.h). Subjects share slots, so another subject's
+     * update may keep a read out of the cache too; that costs one more
+     * Redis read, never a stale answer. This way an update for a subject
+     * this edge does not hold takes no node: most updates are for
+     * customers who are not browsing at that moment, and nodes made for
+     * them would push the records of those who are out of the cache.
+     */
+    uint64_t                       announced_ms[NGX_HTTP_CONSENT_ANNOUNCED_SLOTS];
 } ngx_http_consent_cache_sh_t;
 
 
@@ -96,6 +115,27 @@ ngx_http_consent_cache_insert_value(ngx_rbtree_node_t *temp,
 }
 
 
+/*
+ * Stamps the subject's slot of announced_ms with the time now, which must
+ * not be older than the event it records: a read sent after this loop
+ * iteration's cached time but before now must still count as one that may
+ * have raced it. Called with the mutex held.
+ */
+static void
+ngx_http_consent_cache_stamp(ngx_http_consent_cache_t *cache, uint32_t hash)
+{
+    uint64_t  *at;
+
+    ngx_time_update();
+
+    at = &cache->sh->announced_ms[hash & (NGX_HTTP_CONSENT_ANNOUNCED_SLOTS - 1)];
+
+    if (*at < (uint64_t) ngx_current_msec) {
+        *at = (uint64_t) ngx_current_msec;
+    }
+}
+
+
 static ngx_http_consent_cache_node_t *
 ngx_http_consent_cache_find(ngx_http_consent_cache_t *cache,
     std::string_view subject, uint32_t hash)
@@ -132,14 +172,11 @@ ngx_http_consent_cache_find(ngx_http_consent_cache_t *cache,
 /* Finds or creates the node; NULL when the zone is full even after eviction. */
 static ngx_http_consent_cache_node_t *
 ngx_http_consent_cache_node(ngx_http_consent_cache_t *cache,
-    std::string_view subject, ngx_cycle_t *cycle)
+    std::string_view subject, uint32_t hash, ngx_cycle_t *cycle)
 {
-    uint32_t                        hash;
     ngx_uint_t                      i;
     ngx_queue_t                    *q;
     ngx_http_consent_cache_node_t  *n, *old;
-
-    hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
 
     n = ngx_http_consent_cache_find(cache, subject, hash);
     if (n) {
@@ -165,6 +202,7 @@ ngx_http_consent_cache_node(ngx_http_consent_cache_t *cache,
 
         ngx_queue_remove(q);
         ngx_rbtree_delete(&cache->sh->rbtree, &old->node);
+        ngx_http_consent_cache_stamp(cache, (uint32_t) old->node.key);
         ngx_slab_free_locked(cache->shpool, old);
 
         ngx_http_consent_count_store(cycle, NGX_HTTP_CONSENT_CACHE_EVICTION);
@@ -223,16 +261,25 @@ ngx_uint_t
 ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
     const consent::Record *record, uint64_t now_ms, ngx_cycle_t *cycle)
 {
+    uint32_t                        hash;
     ngx_uint_t                      stored;
     ngx_http_consent_cache_t       *cache;
     ngx_http_consent_cache_node_t  *n;
 
     cache = (ngx_http_consent_cache_t *) zone->data;
+    hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    n = ngx_http_consent_cache_node(cache, subject, cycle);
-    stored = n && consent::slot_store(&n->slot, record, now_ms);
+    if (cache->sh->announced_ms[hash & (NGX_HTTP_CONSENT_ANNOUNCED_SLOTS - 1)]
+        >= now_ms)
+    {
+        stored = 0;
+
+    } else {
+        n = ngx_http_consent_cache_node(cache, subject, hash, cycle);
+        stored = n && consent::slot_store(&n->slot, record, now_ms);
+    }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
@@ -244,21 +291,23 @@ void
 ngx_http_consent_cache_announce(ngx_shm_zone_t *zone, std::string_view subject,
     uint64_t version, ngx_cycle_t *cycle)
 {
+    uint32_t                        hash;
     ngx_http_consent_cache_t       *cache;
     ngx_http_consent_cache_node_t  *n;
 
     cache = (ngx_http_consent_cache_t *) zone->data;
-
-    /*
-     * A node is made even for a subject not cached yet: a lookup already in
-     * flight may come back with the older version, and must not be cached.
-     */
+    hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    n = ngx_http_consent_cache_node(cache, subject, cycle);
+    n = ngx_http_consent_cache_find(cache, subject, hash);
+
     if (n) {
         consent::slot_announce(&n->slot, version);
+
+    } else {
+        /* a lookup may be in flight: see announced_ms */
+        ngx_http_consent_cache_stamp(cache, hash);
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
