@@ -71,16 +71,14 @@ bool scan_cookie_header(std::string_view header, const StripRules* rules, std::s
 }
 
 bool uid_value(std::string_view header, const Segments& table, std::string_view* value) noexcept {
-    for (const Segment& s : table) {
-        if (!s.always) continue;
-        // The name ends at the first '=' or is the whole pair. Surrounding
-        // blanks are not part of a value (RFC 6265 section 5.2).
-        const std::string_view pair = header.substr(s.start, s.len);
-        const size_t eq = pair.find('=');
-        *value = eq == std::string_view::npos ? std::string_view() : trim(pair.substr(eq + 1));
-        return true;
-    }
-    return false;
+    const Segment* s = first_always(table);
+    if (s == nullptr) return false;
+    // The name ends at the first '=' or is the whole pair. Surrounding
+    // blanks are not part of a value (RFC 6265 section 5.2).
+    const std::string_view pair = header.substr(s->start, s->len);
+    const size_t eq = pair.find('=');
+    *value = eq == std::string_view::npos ? std::string_view() : trim(pair.substr(eq + 1));
+    return true;
 }
 
 CookieRewrite emit_cookie_header(std::string_view header, const Segments& table, const Removal& removal,

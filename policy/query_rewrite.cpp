@@ -127,13 +127,11 @@ bool scan_query(std::string_view query, const StripRules* rules, std::string_vie
 }
 
 bool token_value(std::string_view query, const Segments& table, std::string_view* raw_value) noexcept {
-    for (const Segment& s : table) {
-        if (!s.always) continue;
-        *raw_value = s.len > s.name_len ? query.substr(s.start + s.name_len + 1, s.len - s.name_len - 1)
-                                        : std::string_view();
-        return true;
-    }
-    return false;
+    const Segment* s = first_always(table);
+    if (s == nullptr) return false;
+    *raw_value = s->len > s->name_len ? query.substr(s->start + s->name_len + 1, s->len - s->name_len - 1)
+                                      : std::string_view();
+    return true;
 }
 
 QueryRewrite emit_query(std::string_view query, const Segments& table, const Removal& removal, char* out) noexcept {

@@ -72,6 +72,14 @@ inline bool removes_any(const Segments& table, const Removal& removal) noexcept 
     return false;
 }
 
+// The first token argument or UID cookie of `table`, or null.
+inline const Segment* first_always(const Segments& table) noexcept {
+    for (const Segment& s : table) {
+        if (s.always) return &s;
+    }
+    return nullptr;
+}
+
 // A heap arena for tests and tools: frees what it handed out when destroyed.
 class HeapArena {
 public:
