@@ -12,6 +12,11 @@ same for every scenario anyway (same syscalls per request).
   bench/request_icount.py [--scenarios B2,B3,B4,B5,B6] [--n1 300 --n2 1300]
       [--annotate]   keep the scenario's callgrind file (N2 requests) in
                      build-release/macro/ for callgrind_annotate
+      [--cache-sim]  also simulate the caches (callgrind --cache-sim=yes)
+                     and print the first-level instruction and data cache
+                     misses per request beside the instructions. The
+                     process runs alone here, so these are the misses of
+                     nginx's own footprint, not of a shared machine.
 """
 import argparse
 import os
@@ -24,7 +29,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import macro  # noqa: E402
 
 
-def run_once(bench, name, conf, query, headers, n, keep_out=None):
+# callgrind's events with --cache-sim=yes, in its order
+CACHE_EVENTS = ["Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"]
+
+
+def run_once(bench, name, conf, query, headers, n, keep_out=None, cache_sim=False):
+    """Totals of the run's events: [Ir], or CACHE_EVENTS with cache_sim."""
     port = int(re.search(r"listen 127.0.0.1:(\d+)", conf).group(1))
     d = os.path.join(bench.tmp, "%s-%d" % (name, n))
     os.makedirs(os.path.join(d, "tmp"))
@@ -32,7 +42,8 @@ def run_once(bench, name, conf, query, headers, n, keep_out=None):
     with open(os.path.join(d, "nginx.conf"), "w") as f:
         f.write(conf)
     out = keep_out or os.path.join(d, "callgrind.out")
-    p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+    p = subprocess.Popen(["valgrind", "--tool=callgrind"] + (["--cache-sim=yes"] if cache_sim else [])
+                         + ["--callgrind-out-file=" + out,
                           macro.NGINX, "-p", d + "/", "-c", os.path.join(d, "nginx.conf"), "-g", "daemon off;"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -71,7 +82,7 @@ def run_once(bench, name, conf, query, headers, n, keep_out=None):
     with open(out) as f:
         for line in f:
             if line.startswith("summary:") or line.startswith("totals:"):
-                return int(line.split()[1])
+                return [int(x) for x in line.split()[1:]]
     raise SystemExit("no callgrind summary in " + out)
 
 
@@ -110,6 +121,8 @@ def main():
     ap.add_argument("--n2", type=int, default=1300)
     ap.add_argument("--annotate", action="store_true",
                     help="print the top functions (exclusive) of the B4/B5 runs, per request")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="also count simulated L1 instruction and data cache misses per request")
     a = ap.parse_args()
     args = macro.parse_args(["--workers", "1", "--module", a.module])
     bench = macro.Bench(args)
@@ -119,7 +132,8 @@ def main():
         specs = {"B1": (None, False, True, (bench.uid, "")), "B2": ("off", False, True, (bench.uid, "")),
                  "B3": ("on", False, False, ("", "")), "B4": ("on", False, True, (bench.uid, "")),
                  "B5": ("on", True, True, (bench.purl, bench.uid)), "B6": ("on", True, True, b6)}
-        print("%-4s %16s %16s %16s" % ("", "instr/request", "B1, same request", "added"))
+        print("%-4s %16s %16s %16s" % ("", "instr/request", "B1, same request", "added")
+              + ("   L1i misses (B1, added)   L1d misses (B1, added)" if a.cache_sim else ""))
         for s in [x.strip().upper() for x in a.scenarios.split(",")]:
             if s == "B1":
                 continue
@@ -138,10 +152,19 @@ def main():
                         if a.annotate else None)
                 if keep:
                     os.makedirs(args.out, exist_ok=True)
-                i1 = run_once(bench, name + s, conf, q, hs, a.n1)
-                i2 = run_once(bench, name + s, conf, q, hs, a.n2, keep)
-                per[name] = (i2 - i1) / float(a.n2 - a.n1)
-            print("%-4s %16.0f %16.0f %+16.0f" % (s, per[s], per["B1"], per[s] - per["B1"]), flush=True)
+                i1 = run_once(bench, name + s, conf, q, hs, a.n1, cache_sim=a.cache_sim)
+                i2 = run_once(bench, name + s, conf, q, hs, a.n2, keep, cache_sim=a.cache_sim)
+                per[name] = [(y - x) / float(a.n2 - a.n1) for x, y in zip(i1, i2)]
+            line = "%-4s %16.0f %16.0f %+16.0f" % (s, per[s][0], per["B1"][0], per[s][0] - per["B1"][0])
+            if a.cache_sim:
+                ev = {e: k for k, e in enumerate(CACHE_EVENTS)}
+
+                def misses(name, *events):
+                    return sum(per[name][ev[e]] for e in events)
+                i1b, i1s = misses("B1", "I1mr"), misses(s, "I1mr")
+                d1b, d1s = misses("B1", "D1mr", "D1mw"), misses(s, "D1mr", "D1mw")
+                line += "   %8.0f %+8.0f            %8.0f %+8.0f" % (i1b, i1s - i1b, d1b, d1s - d1b)
+            print(line, flush=True)
             if a.annotate:
                 annotate(os.path.join(args.out, "callgrind.%s.B1.out" % s),
                          os.path.join(args.out, "callgrind.%s.out" % s), a.n2)
