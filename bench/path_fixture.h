@@ -154,8 +154,7 @@ inline QueryRewrite arg_rewrite(const Env& e, std::string_view query, Buffers& b
     b.used = 0;
     Segments t;
     if (!scan_query(query, &e.args, kTokenArg, &t, b.arena())) return {};
-    Removal removal;
-    removal.denied = ~granted;
+    const Removal removal = Removal::after_decision(granted);
     const QueryRewrite r = emit_query(query, t, removal, b.args.data());
     if (names) list_removed_args(query, t, removal, names);
     return r;
@@ -165,8 +164,7 @@ inline CookieRewrite cookie_rewrite(const Env& e, Buffers& b, PurposeMask grante
     b.used = 0;
     Segments t;
     if (!scan_cookie_header(e.cookie, &e.cookies, kUidCookie, &t, b.arena())) return {};
-    Removal removal;
-    removal.denied = ~granted;
+    const Removal removal = Removal::after_decision(granted);
     const CookieRewrite r = emit_cookie_header(e.cookie, t, removal, b.cookie.data());
     if (names) list_removed_cookies(e.cookie, t, removal, names);
     return r;
@@ -255,8 +253,7 @@ inline size_t hit_path(const Env& e, const std::string& query, Buffers& b, bool 
     keep(uid_action(facts));
 
     // rewrite, from the splits ($consent_stripped is listed only when read)
-    Removal removal;
-    removal.denied = ~d.granted;
+    const Removal removal = Removal::after_decision(d.granted);
     const QueryRewrite qr = emit_query(query, args, removal, b.args.data());
     const CookieRewrite cr = emit_cookie_header(e.cookie, pairs, removal, b.cookie.data());
 

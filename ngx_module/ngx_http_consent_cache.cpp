@@ -115,6 +115,14 @@ ngx_http_consent_cache_insert_value(ngx_rbtree_node_t *temp,
 }
 
 
+static uint64_t *
+ngx_http_consent_cache_announced(ngx_http_consent_cache_t *cache, uint32_t hash)
+{
+    return &cache->sh->announced_ms[hash
+                                    & (NGX_HTTP_CONSENT_ANNOUNCED_SLOTS - 1)];
+}
+
+
 /*
  * Stamps the subject's slot of announced_ms with the time now, which must
  * not be older than the event it records: a read sent after this loop
@@ -128,7 +136,7 @@ ngx_http_consent_cache_stamp(ngx_http_consent_cache_t *cache, uint32_t hash)
 
     ngx_time_update();
 
-    at = &cache->sh->announced_ms[hash & (NGX_HTTP_CONSENT_ANNOUNCED_SLOTS - 1)];
+    at = ngx_http_consent_cache_announced(cache, hash);
 
     if (*at < (uint64_t) ngx_current_msec) {
         *at = (uint64_t) ngx_current_msec;
@@ -271,9 +279,7 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    if (cache->sh->announced_ms[hash & (NGX_HTTP_CONSENT_ANNOUNCED_SLOTS - 1)]
-        >= now_ms)
-    {
+    if (*ngx_http_consent_cache_announced(cache, hash) >= now_ms) {
         stored = 0;
 
     } else {

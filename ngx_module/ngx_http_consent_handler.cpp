@@ -64,18 +64,6 @@ ngx_http_consent_arena(ngx_http_request_t *r)
 }
 
 
-/* The token argument, the UID cookie, and what the decision denies. */
-static consent::Removal
-ngx_http_consent_removal(ngx_http_consent_ctx_t *ctx)
-{
-    consent::Removal  removal;
-
-    removal.denied = ~ctx->decision.granted;
-
-    return removal;
-}
-
-
 ngx_int_t
 ngx_http_consent_handler(ngx_http_request_t *r)
 {
@@ -453,7 +441,7 @@ ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
 {
     consent::QueryRewrite  qr;
 
-    const consent::Removal  removal = ngx_http_consent_removal(ctx);
+    const consent::Removal  removal = consent::Removal::after_decision(ctx->decision.granted);
 
     *new_args = ctx->args;
 
@@ -566,7 +554,7 @@ ngx_http_consent_list_stripped(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    const consent::Removal  removal = ngx_http_consent_removal(ctx);
+    const consent::Removal  removal = consent::Removal::after_decision(ctx->decision.granted);
 
     /* every listed name is at most its own bytes and a comma */
     cap = ctx->args.len + 1;

@@ -125,8 +125,7 @@ CookieRewrite rewrite_cookie_header(std::string_view header, const StripPolicy& 
     HeapArena heap;
     Segments table;
     if (!scan_cookie_header(header, policy.rules, policy.always, &table, heap.arena())) throw std::bad_alloc();
-    Removal removal;
-    removal.denied = ~policy.granted;
+    const Removal removal = Removal::after_decision(policy.granted);
     const CookieRewrite r = emit_cookie_header(header, table, removal, out);
     if (names) list_removed_cookies(header, table, removal, names);
     return r;

@@ -173,8 +173,7 @@ QueryRewrite rewrite_query(std::string_view query, const StripPolicy& policy, ch
     HeapArena heap;
     Segments table;
     if (!scan_query(query, policy.rules, policy.always, &table, heap.arena())) throw std::bad_alloc();
-    Removal removal;
-    removal.denied = ~policy.granted;
+    const Removal removal = Removal::after_decision(policy.granted);
     const QueryRewrite r = emit_query(query, table, removal, out);
     if (names) list_removed_args(query, table, removal, names);
     return r;

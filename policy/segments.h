@@ -31,6 +31,10 @@ struct Removal {
     bool always = true;
     PurposeMask denied = 0;
 
+    // The rewrite after a decision: the token argument or UID cookie, and
+    // whatever `granted` does not cover.
+    static Removal after_decision(PurposeMask granted) noexcept { return {true, ~granted}; }
+
     bool removes(const Segment& s) const noexcept { return (always && s.always) || (s.owners & denied) != 0; }
 };
 

@@ -43,6 +43,7 @@ t_start=$SECONDS
 # ---- 1. trixie's nginx-dev .deb ------------------------------------------------
 
 . "$(dirname "${BASH_SOURCE[0]}")/trixie_apt.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/module_cmake.sh"
 trixie_apt_setup "$W/apt" deb
 mkdir -p "$W/deb"
 
@@ -103,17 +104,8 @@ say "nginx $NGINX_VERSION (from $DEB)"
 # ---- 3. build the module -------------------------------------------------------
 
 B=$W/cmake-build
-if [ -f "$B/CMakeCache.txt" ] && ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$REPO" "$B/CMakeCache.txt"; then
-    rm -rf "$B"
-fi
-gen=()
-if [ ! -f "$B/CMakeCache.txt" ] && command -v ninja >/dev/null; then gen=(-G Ninja); fi
 say "cmake configure $REPO -> $B"
-cmake "${gen[@]}" -S "$REPO" -B "$B" -DNGINX_BUILD_DIR="$NGX" \
-    -DBUILD_TESTING=OFF -DCONSENT_BENCH=OFF > "$W/cmake.log" 2>&1 \
-    || { cat "$W/cmake.log" >&2; fail "cmake configure failed"; }
-grep -qF "Building against nginx $NGINX_VERSION headers in $NGX" "$W/cmake.log" \
-    || { cat "$W/cmake.log" >&2; fail "cmake did not pick up nginx $NGINX_VERSION from $NGX"; }
+module_cmake_configure "$REPO" "$NGX" "$NGINX_VERSION" "$B" "$W/cmake.log"
 
 say "building ngx_http_consent_module from clean (log: $W/build.log)"
 t_build=$SECONDS
