@@ -10,8 +10,9 @@ user-space instructions count: the kernel's share (the network) is the
 same for every scenario anyway (same syscalls per request).
 
   bench/request_icount.py [--scenarios B2,B3,B4,B5,B6] [--n1 300 --n2 1300]
-      [--annotate]   keep the scenario's callgrind file (N2 requests) in
-                     build-release/macro/ for callgrind_annotate
+      [--annotate]   print the functions that add most per request (the
+                     N2 run less the N1 run, less B1's) and keep the four
+                     callgrind files in build-release/macro/
       [--cache-sim]  also simulate the caches (callgrind --cache-sim=yes)
                      and print the first-level instruction and data cache
                      misses per request beside the instructions. The
@@ -99,18 +100,26 @@ def functions(path):
     return funcs
 
 
-def annotate(b1_path, path, n, top=25):
+def annotate(paths, n, top=25):
     """The functions whose exclusive instructions grew most over B1, per
-    request (start-up included, so the smallest entries are blurred)."""
-    b1, sc = functions(b1_path), functions(path)
-    diff = sorted(((sc.get(f, 0) - b1.get(f, 0)) / float(n), f) for f in set(b1) | set(sc))
+    request. paths: {(name, run): file} for name B1 and the scenario and
+    run 1 (N1 requests) and 2 (N2); the difference of the two runs cancels
+    start-up (dynamic linking, configuration, zone set-up) exactly as the
+    totals do."""
+    f = {k: functions(v) for k, v in paths.items()}
+    names = set().union(*f.values())
+    sc = [k for k in paths if k[0] != "B1"][0][0]
+
+    def per_request(name, fn):
+        return f[(name, 2)].get(fn, 0) - f[(name, 1)].get(fn, 0)
+    diff = sorted(((per_request(sc, g) - per_request("B1", g)) / float(n), g) for g in names)
     diff.reverse()
     print("     top added instructions per request (exclusive, vs B1 on the same request):")
-    for d, f in diff[:top]:
+    for d, g in diff[:top]:
         if d < 20:
             break
-        print("     %+8.0f  %s" % (d, f[:110]))
-    print("     files: %s, %s" % (b1_path, path))
+        print("     %+8.0f  %s" % (d, g[:110]))
+    print("     files: %s" % ", ".join(sorted(paths.values())))
 
 
 def main():
@@ -120,7 +129,7 @@ def main():
     ap.add_argument("--n1", type=int, default=300)
     ap.add_argument("--n2", type=int, default=1300)
     ap.add_argument("--annotate", action="store_true",
-                    help="print the top functions (exclusive) of the B4/B5 runs, per request")
+                    help="print the functions (exclusive) that add most per request")
     ap.add_argument("--cache-sim", action="store_true",
                     help="also count simulated L1 instruction and data cache misses per request")
     a = ap.parse_args()
@@ -140,7 +149,7 @@ def main():
             consent, purl, cookie, fields = specs[s]
             q, hs = macro.request_template(purl, cookie)
             q, hs = macro.fill(q, *fields), [(k, macro.fill(v, *fields)) for k, v in hs]
-            per = {}
+            per, kept = {}, {}
             for name in ("B1", s):
                 port = macro.free_port()
                 if name == "B1":
@@ -148,12 +157,13 @@ def main():
                 else:
                     conf = macro.front_conf(port, bench.up_port, 1, module=os.path.abspath(a.module),
                                             consent=consent, keys=bench.keys, redis_port=bench.redis.port)
-                keep = (os.path.join(args.out, "callgrind.%s%s.out" % (s, ".B1" if name == "B1" else ""))
-                        if a.annotate else None)
-                if keep:
-                    os.makedirs(args.out, exist_ok=True)
-                i1 = run_once(bench, name + s, conf, q, hs, a.n1, cache_sim=a.cache_sim)
-                i2 = run_once(bench, name + s, conf, q, hs, a.n2, keep, cache_sim=a.cache_sim)
+                for run in (1, 2):
+                    if a.annotate:
+                        os.makedirs(args.out, exist_ok=True)
+                        kept[(name, run)] = os.path.join(args.out, "callgrind.%s%s.n%d.out"
+                                                         % (s, ".B1" if name == "B1" else "", run))
+                i1 = run_once(bench, name + s, conf, q, hs, a.n1, kept.get((name, 1)), cache_sim=a.cache_sim)
+                i2 = run_once(bench, name + s, conf, q, hs, a.n2, kept.get((name, 2)), cache_sim=a.cache_sim)
                 per[name] = [(y - x) / float(a.n2 - a.n1) for x, y in zip(i1, i2)]
             line = "%-4s %16.0f %16.0f %+16.0f" % (s, per[s][0], per["B1"][0], per[s][0] - per["B1"][0])
             if a.cache_sim:
@@ -166,8 +176,7 @@ def main():
                 line += "   %8.0f %+8.0f            %8.0f %+8.0f" % (i1b, i1s - i1b, d1b, d1s - d1b)
             print(line, flush=True)
             if a.annotate:
-                annotate(os.path.join(args.out, "callgrind.%s.B1.out" % s),
-                         os.path.join(args.out, "callgrind.%s.out" % s), a.n2)
+                annotate(kept, a.n2 - a.n1)
     finally:
         bench.cleanup()
 
