@@ -208,9 +208,10 @@ ngx_http_consent_cache_node(ngx_http_consent_cache_t *cache,
         q = ngx_queue_last(&cache->sh->lru);
         old = ngx_queue_data(q, ngx_http_consent_cache_node_t, queue);
 
+        /* before the delete, which zeroes node.key */
+        ngx_http_consent_cache_stamp(cache, (uint32_t) old->node.key);
         ngx_queue_remove(q);
         ngx_rbtree_delete(&cache->sh->rbtree, &old->node);
-        ngx_http_consent_cache_stamp(cache, (uint32_t) old->node.key);
         ngx_slab_free_locked(cache->shpool, old);
 
         ngx_http_consent_count_store(cycle, NGX_HTTP_CONSENT_CACHE_EVICTION);

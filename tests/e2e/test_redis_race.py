@@ -24,6 +24,25 @@ The race, made deterministic:
      "The request that asked is still answered with it");
   5. request B must read Redis again and see v=2: the stale v=1 was not cached.
 
+The same race when the subject's node is evicted while the reply is held
+(RedisRaceEviction: its own nginx, worker_processes 2, the smallest cache
+zone). An announcement for a subject with a node goes into the node; one
+for a subject without a node stamps the subject's slot of announced_ms, and
+a read sent no later than that stamp is not cached. Evicting a node forgets
+the version announced into it, so eviction stamps the slot too:
+  1. v=1 is cached (the subject has a node); v=2 is written and announced
+     into the node, which goes stale;
+  2. the proxy is armed; request A (on a keep-alive connection to worker P)
+     reads Redis again; Redis answers with v=2 and the proxy captures it;
+  3. v=3 is written and announced into the node (/status counts it);
+  4. requests for new subjects, on a keep-alive connection to the other
+     worker Q (worker P's one lookup connection is stuck behind the held
+     reply; RESP replies come in order), fill the zone until the subject's
+     node is evicted (consent_cache_evictions_total);
+  5. the held v=2 reply is released: A is answered with it;
+  6. request B must read Redis again and see v=3: the v=2 read, sent before
+     the eviction, was not cached in a new node.
+
 Run: /usr/bin/python3 tests/e2e/test_redis_race.py \
         --module build/ngx_http_consent_module.so --consentctl build/consentctl
 
@@ -32,12 +51,14 @@ CONSENT_E2E_SLOWDOWN (H.slow, H.slow_ms) for ./dev test --valgrind; HOLD_S,
 a lower bound on how long a reply is held, is not.
 """
 import collections
+import http.client
 import os
 import socket
 import sys
 import threading
 import time
 import unittest
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -56,20 +77,21 @@ HTTP_TEXT = """
     consent_key 1 {d}/k1.key issue;
     consent_pseudonym_key {d}/p.key;
     consent_redis 127.0.0.1:{proxy_port} timeout={timeout};
-    consent_cache zone=c:1m ttl=60s;
+    consent_cache zone={zone} ttl=60s;
     consent_purpose service granted;
     consent_purpose marketing denied;
 """
 
 SERVERS = """
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{listen};
         location / {{
             consent on;
             proxy_pass http://127.0.0.1:{up};
 {headers}
         }}
         location = /status {{ consent_status; }}
+        location = /pid {{ return 200 $pid; }}
     }}
 """
 
@@ -350,8 +372,39 @@ class Result(RS.Result):
         return [p for p in self.var("Purposes").split(",") if p]
 
 
-class RedisRace(unittest.TestCase):
+class KeepAlive:
+    """One keep-alive HTTP/1.1 connection to nginx, so one worker serves
+    every request sent on it. Fails rather than reconnect (http.client would
+    reconnect silently, perhaps to another worker)."""
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=H.slow(15))
+        self.conn.connect()
+        self.sock = self.conn.sock
+        self.pid = int(self.get("/pid").body)
+
+    def get(self, target):
+        if self.conn.sock is not self.sock:
+            raise AssertionError("nginx closed the keep-alive connection")
+        self.conn.request("GET", target)
+        r = self.conn.getresponse()
+        body = r.read()
+        head = "HTTP/1.1 %d %s\r\n%s" % (r.status, r.reason, r.msg)
+        return H.Response(r.status, r.reason, r.getheaders(), body, head)
+
+    def close(self):
+        self.conn.close()
+
+
+class _RaceCase(unittest.TestCase):
+    """A redis-server, a RespProxy in front of it and one nginx for the class;
+    the helpers. No tests of its own."""
+
     maxDiff = None
+    WORKERS = 1
+    ZONE = "c:1m"
+    TIMEOUT_MS = 2000     # the module's Redis timeout, before H.slow_ms()
+    LISTEN = ""           # more parameters of the listen directive
 
     @classmethod
     def setUpClass(cls):
@@ -365,15 +418,16 @@ class RedisRace(unittest.TestCase):
                 raise AssertionError("%s: not a fresh record" % s)
         cls.proxy = RespProxy(cls.redis.port)
         cls.addClassCleanup(cls.proxy.stop)
-        cls.ngx = H.Nginx(workers=1, error_log_level="info")
+        cls.ngx = H.Nginx(workers=cls.WORKERS, error_log_level="info")
         cls.addClassCleanup(cls.ngx.cleanup)
         cls.k1 = H.keygen(cls.ngx.path("k1.key"))
         H.pseudonym_keygen(cls.ngx.path("p.key"))
         headers = "".join("            proxy_set_header %s %s;\n" % hv for hv in VARS)
         cls.ngx.write_config(
             HTTP_TEXT.format(d=cls.ngx.dir, proxy_port=cls.proxy.port,
-                             timeout=H.slow_ms(2000)),
-            SERVERS.format(port=cls.ngx.port, up=cls.up.port, headers=headers))
+                             timeout=H.slow_ms(cls.TIMEOUT_MS), zone=cls.ZONE),
+            SERVERS.format(port=cls.ngx.port, up=cls.up.port, headers=headers,
+                           listen=cls.LISTEN))
         cls.ngx.start()
         cls.tokens = {}
         t0 = time.monotonic()
@@ -402,18 +456,20 @@ class RedisRace(unittest.TestCase):
             self.tokens[subject] = H.mint(self.k1, 1, subject)
         return self.tokens[subject]
 
-    def request(self, subject):
+    def request(self, subject, conn=None):
+        """A request for subject on a new connection, or on conn (KeepAlive)."""
+        target = "/p?a=1&ctk=" + self.token(subject)
         t0 = time.monotonic()
-        resp = self.ngx.get("/p?a=1&ctk=" + self.token(subject), timeout=15)
+        resp = conn.get(target) if conn else self.ngx.get(target, timeout=15)
         return Result(resp, time.monotonic() - t0)
 
-    def request_in_thread(self, subject):
-        """Starts request(subject) in a thread; returns join() -> Result."""
+    def request_in_thread(self, subject, conn=None):
+        """Starts request(subject, conn) in a thread; returns join() -> Result."""
         box = {}
 
         def run():
             try:
-                box["r"] = self.request(subject)
+                box["r"] = self.request(subject, conn)
             except BaseException as e:  # noqa: BLE001 - handed to the test
                 box["e"] = e
         t = threading.Thread(target=run, daemon=True)
@@ -454,13 +510,14 @@ class RedisRace(unittest.TestCase):
         after = self.wait_applied(before)
         return v, before, after
 
-    def hold_lookup(self, subject):
-        """Arms the proxy, starts a request for subject and waits until the
-        proxy captured Redis' reply to its HGETALL. (held, join)."""
+    def hold_lookup(self, subject, conn=None):
+        """Arms the proxy, starts a request for subject (on conn, a KeepAlive,
+        when given) and waits until the proxy captured Redis' reply to its
+        HGETALL. (held, join)."""
         held = self.proxy.arm()
         self.addCleanup(held.release)
         self.addCleanup(self.proxy.disarm)
-        join = self.request_in_thread(subject)
+        join = self.request_in_thread(subject, conn)
         if not held.captured.wait(H.slow(5)):
             self.proxy.disarm()
             held.release()
@@ -481,10 +538,14 @@ class RedisRace(unittest.TestCase):
         bad = [l for l in self.ngx.error_log().splitlines() if any(b in l for b in BAD_LOG)]
         self.assertEqual(bad, [], "error.log shows a crash or an alert")
 
-    def assertRecord(self, r, source, version, marketing):
+    def assertRecord(self, r, source, version, marketing, why=""):
         got = (r.source, r.version, "marketing" in r.purposes, "service" in r.purposes)
         self.assertEqual(got, (source, str(version), marketing, True),
-                         "%r\nerror.log tail:\n%s" % (r, self.ngx.error_log()[-2000:]))
+                         "%s%r\nerror.log tail:\n%s"
+                         % (why and why + "\n", r, self.ngx.error_log()[-2000:]))
+
+
+class RedisRace(_RaceCase):
 
     # -- tests --------------------------------------------------------------
     def test_1_control_held_reply_is_cached(self):
@@ -550,6 +611,97 @@ class RedisRace(unittest.TestCase):
         b = self.request(s)
         self.assertRecord(b, "redis", 3, False)
         self.assertRecord(self.request(s), "cache", 3, False)
+        self.assertLogClean()
+
+
+class RedisRaceEviction(_RaceCase):
+    """The race when the subject's node is evicted while its read is held
+    (see the module docstring). Two workers, so that the zone can be filled
+    through the worker whose lookup connection is not held; the smallest
+    zone the module accepts (8 pages), so that a few dozen subjects fill it;
+    a Redis timeout that outlasts the fill; reuseport, so that each new
+    connection lands on either worker."""
+
+    WORKERS = 2
+    ZONE_BYTES = 8 * os.sysconf("SC_PAGESIZE")
+    ZONE = "c:%dk" % (ZONE_BYTES // 1024)
+    TIMEOUT_MS = 10000
+    LISTEN = " reuseport"
+
+    def worker_connections(self, tries=50):
+        """Two KeepAlive connections served by different workers."""
+        conns = {}
+        for _ in range(tries):
+            c = KeepAlive(self.ngx.port)
+            self.addCleanup(c.close)
+            conns.setdefault(c.pid, c)
+            if len(conns) == 2:
+                return list(conns.values())
+        self.fail("%d connections all went to worker(s) %r"
+                  % (tries, sorted(conns)))
+
+    def fill_subjects(self, subject):
+        """Subjects for the fill, none sharing subject's slot of announced_ms
+        (1024 slots by crc32, as ngx_crc32_short): their own evictions must
+        not stamp it."""
+        slot = zlib.crc32(subject.encode()) & 1023
+        i = 0
+        while True:
+            i += 1
+            s = "cust-fill-%05d" % i
+            if zlib.crc32(s.encode()) & 1023 != slot:
+                yield s
+
+    def test_race_evicted_subject(self):
+        """A subject's node is evicted while a read of it, sent before an
+        announced update, is held; the read must not be cached when its reply
+        comes: the next request must read the newer version from Redis."""
+        s = "cust-race-evicted"
+        conn_a, conn_fill = self.worker_connections()  # workers P and Q
+
+        self.write_and_wait(s, "marketing=0")
+        self.assertRecord(self.request(s), "redis", 1, False)
+        self.assertRecord(self.request(s), "cache", 1, False)  # s has a node
+        v2, _, _ = self.write_and_wait(s, "marketing=1")       # announced into it
+        self.assertEqual(v2, 2)
+
+        # Only a lookup's reply makes a node, so the zone holds at most
+        # lookups - evictions nodes now. A's lookup moves s's node to the head
+        # of the LRU and the fill adds only new subjects, each at the head:
+        # once consent_cache_evictions_total reaches this count of lookups,
+        # every node older than the fill, s's included, has been evicted.
+        lookups = self.metric("consent_redis_lookups_total")
+
+        held, join = self.hold_lookup(s, conn_a)  # the cached v=1 is stale: a read
+        self.assertEqual(record_of(held.reply), {"v": "2", "marketing": "1"})
+        v3, before, after = self.write_and_wait(s, "marketing=0")
+        self.assertEqual(v3, 3)
+        self.assertGreater(after, before)
+
+        names = self.fill_subjects(s)
+        limit = self.ZONE_BYTES // 64  # more nodes than the zone can hold
+        filled = 0
+        while self.metric("consent_cache_evictions_total") < lookups:
+            if filled >= limit:
+                self.fail("%d subjects did not evict %d nodes from zone %s\n%s"
+                          % (filled, lookups, self.ZONE, self.ngx.error_log()[-2000:]))
+            f = self.request(next(names), conn_fill)
+            filled += 1
+            # No record: a negative entry. "failure" would be a lookup that
+            # waited behind the held reply (worker P) and timed out.
+            self.assertEqual(f.source, "default", "fill request %d: %r" % (filled, f))
+        self.assertFalse(held.forwarded.is_set())
+        self.assertEqual(int(conn_fill.get("/pid").body), conn_fill.pid)
+        self.release_after(held)
+
+        a = join()
+        self.assertRecord(a, "redis", 2, True)  # A is answered with what it read
+        self.assertEqual(int(conn_a.get("/pid").body), conn_a.pid)
+        b = self.request(s)
+        self.assertRecord(b, "redis", 3, False,
+                          "the v=2 read, sent before %s's node was evicted, was cached: the "
+                          "eviction did not stamp %s's slot of announced_ms" % (s, s))
+        self.assertRecord(self.request(s), "cache", 3, False)  # and v=3 is cached
         self.assertLogClean()
 
 
