@@ -10,6 +10,7 @@
 
 #include "ngx_module/ngx_http_consent_module.h"
 
+#include <cstring>
 #include <exception>
 
 #include "ngx_module/ngx_http_consent_headers.h"
@@ -595,17 +596,28 @@ ngx_http_consent_list_stripped(ngx_http_request_t *r,
  * The request line is rebuilt too, so that $request in logs and the
  * "request:" of error log lines no longer carry the token.
  */
+/* the length of r->unparsed_uri's path, up to its '?' */
+static size_t
+ngx_http_consent_path_len(ngx_http_request_t *r)
+{
+    const void  *q;
+
+    q = std::memchr(r->unparsed_uri.data, '?', r->unparsed_uri.len);
+
+    return q ? (size_t) ((u_char *) q - r->unparsed_uri.data)
+             : r->unparsed_uri.len;
+}
+
+
 static ngx_int_t
 ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_str_t *args,
     ngx_uint_t request_line_only)
 {
-    u_char     *p, *q;
+    u_char     *p;
     size_t      path_len, uri_len;
     ngx_str_t   uri;
 
-    q = (u_char *) ngx_strlchr(r->unparsed_uri.data,
-                               r->unparsed_uri.data + r->unparsed_uri.len, '?');
-    path_len = q ? (size_t) (q - r->unparsed_uri.data) : r->unparsed_uri.len;
+    path_len = ngx_http_consent_path_len(r);
     uri_len = path_len + (args->len ? 1 + args->len : 0);
 
     p = (u_char *) ngx_pnalloc(r->pool, uri_len + r->method_name.len
@@ -659,14 +671,12 @@ ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_str_t *args,
 static ngx_int_t
 ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
 {
-    u_char           *p, *q;
+    u_char           *p;
     size_t            path_len;
     ngx_table_elt_t  *location;
 
     /* r->unparsed_uri is the rewritten target, its path as the client sent it */
-    q = (u_char *) ngx_strlchr(r->unparsed_uri.data,
-                               r->unparsed_uri.data + r->unparsed_uri.len, '?');
-    path_len = q ? (size_t) (q - r->unparsed_uri.data) : r->unparsed_uri.len;
+    path_len = ngx_http_consent_path_len(r);
 
     location = (ngx_table_elt_t *) ngx_list_push(&r->headers_out.headers);
     if (location == NULL) {

@@ -38,6 +38,20 @@ inline const char* find_either(const char* p, const char* end, char a, char b) n
     return p;
 }
 
+// The first byte in [p, end) equal to a, b or c, or end.
+inline const char* find_any3(const char* p, const char* end, char a, char b, char c) noexcept {
+    while (end - p >= 8) {
+        const uint64_t w = load8(p);
+        const uint64_t hit = bytes_equal(w, static_cast<unsigned char>(a)) |
+                             bytes_equal(w, static_cast<unsigned char>(b)) |
+                             bytes_equal(w, static_cast<unsigned char>(c));
+        if (hit) return p + (__builtin_ctzll(hit) >> 3);
+        p += 8;
+    }
+    while (p < end && *p != a && *p != b && *p != c) p++;
+    return p;
+}
+
 // True when some byte of [p, end) is c.
 inline bool contains(const char* p, const char* end, char c) noexcept {
     while (end - p >= 8) {

@@ -47,26 +47,34 @@ struct ArgName {
     std::string_view decoded;
     bool complete = false;
 
-    explicit ArgName(std::string_view raw) noexcept {
+    // `encoded`: whether raw holds a '%' (the scan that split it knows).
+    ArgName(std::string_view raw, bool encoded) noexcept {
         // Most names have nothing to decode: use them in place.
-        if (!scan::contains(raw.data(), raw.data() + raw.size(), '%')) {
+        if (!encoded) {
             decoded = raw;
             complete = true;
             return;
         }
         decoded = std::string_view(buf, decode_prefix(raw, buf, sizeof buf, &complete));
     }
+
+    explicit ArgName(std::string_view raw) noexcept
+        : ArgName(raw, scan::contains(raw.data(), raw.data() + raw.size(), '%')) {}
 };
 
-// Calls f(segment, raw name) for every non-empty '&'-separated segment, in
-// one pass: the name is scanned in place, the value skipped with memchr.
+// Calls f(segment, raw name, whether the name holds a '%') for every
+// non-empty '&'-separated segment, in one pass: the name is scanned in
+// place (its '%' found on the way to its end), the value skipped with
+// memchr.
 template <typename F>
 void for_each_segment(std::string_view query, F&& f) noexcept {
     const char* p = query.data();
     const char* const end = p + query.size();
     while (p < end) {
         const char* const start = p;
-        p = scan::find_either(p, end, '=', '&');
+        p = scan::find_any3(p, end, '=', '&', '%');
+        const bool encoded = p < end && *p == '%';
+        if (encoded) p = scan::find_either(p + 1, end, '=', '&');
         const char* const name_end = p;
         if (p < end && *p == '=') {
             const void* amp = std::memchr(p, '&', static_cast<size_t>(end - p));
@@ -74,7 +82,7 @@ void for_each_segment(std::string_view query, F&& f) noexcept {
         }
         if (p > start &&
             !f(std::string_view(start, static_cast<size_t>(p - start)),
-               std::string_view(start, static_cast<size_t>(name_end - start))))
+               std::string_view(start, static_cast<size_t>(name_end - start)), encoded))
             return;
         p++;  // the '&', or past the end
     }
@@ -106,8 +114,8 @@ bool scan_query(std::string_view query, const StripRules* rules, std::string_vie
     // Arguments average 15 to 20 bytes on real URLs.
     const size_t hint = query.size() / 16 + 4;
     bool ok = true;
-    for_each_segment(query, [&](std::string_view seg, std::string_view raw) {
-        const ArgName name(raw);
+    for_each_segment(query, [&](std::string_view seg, std::string_view raw, bool encoded) {
+        const ArgName name(raw, encoded);
         // A name too long to decode whole is checked raw too: the cautious
         // reading, as a pattern may have been written encoded.
         PurposeMask owners = 0;
