@@ -34,6 +34,8 @@ static ngx_int_t ngx_http_consent_postconfiguration(ngx_conf_t *cf);
 static void ngx_http_consent_cleanup_main_conf(void *data);
 static void ngx_http_consent_cleanup_ctx(void *data);
 static ngx_int_t ngx_http_consent_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_consent_index_rewritten_vars(ngx_cycle_t *cycle,
+    ngx_http_consent_main_conf_t *cmcf);
 static void ngx_http_consent_exit_process(ngx_cycle_t *cycle);
 
 
@@ -373,6 +375,12 @@ ngx_http_consent_init_process(ngx_cycle_t *cycle)
         cmcf->token_memo->prefault();
     }
 
+    if (cmcf && cmcf->enabled_line
+        && ngx_http_consent_index_rewritten_vars(cycle, cmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     try {
         return ngx_http_consent_lookup_init_process(cycle);
 
@@ -380,6 +388,51 @@ ngx_http_consent_init_process(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "consent: %s", e.what());
         return NGX_ERROR;
     }
+}
+
+
+/*
+ * Finds the indexed variables the rewrite must drop from a request's
+ * variable cache. Here, not at configuration time: the list of indexed
+ * variables is final only once every module's postconfiguration has run.
+ */
+static ngx_int_t
+ngx_http_consent_index_rewritten_vars(ngx_cycle_t *cycle,
+    ngx_http_consent_main_conf_t *cmcf)
+{
+    ngx_str_t                  *name;
+    ngx_uint_t                  i;
+    ngx_http_variable_t        *v;
+    ngx_http_core_main_conf_t  *core;
+
+    core = (ngx_http_core_main_conf_t *)
+               ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
+
+    if (core->variables.nelts == 0) {
+        return NGX_OK;
+    }
+
+    cmcf->rewritten_vars = (ngx_uint_t *)
+        ngx_palloc(cycle->pool, core->variables.nelts * sizeof(ngx_uint_t));
+    if (cmcf->rewritten_vars == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = (ngx_http_variable_t *) core->variables.elts;
+
+    for (i = 0; i < core->variables.nelts; i++) {
+        name = &v[i].name;      /* lowercased by ngx_http_get_variable_index() */
+
+        if ((name->len == 11 && ngx_strncmp(name->data, "request_uri", 11) == 0)
+            || (name->len == 7 && ngx_strncmp(name->data, "request", 7) == 0)
+            || (name->len == 11 && ngx_strncmp(name->data, "http_cookie", 11) == 0)
+            || (name->len > 7 && ngx_strncmp(name->data, "cookie_", 7) == 0))
+        {
+            cmcf->rewritten_vars[cmcf->nrewritten_vars++] = i;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -120,6 +120,16 @@ LOC_LOGS = """
         location /logged/ {{ consent on; access_log {d}/access.log reqline;
             {proxy} }}
 """
+LOC_EARLY_VARS = """
+        location /ev/ {{ consent on;
+            set $early "$request_uri|$request|$http_cookie|$cookie__ga|$cookie_vid";
+            proxy_pass http://127.0.0.1:{up}$request_uri;
+            proxy_set_header X-Request-Uri $request_uri;
+            proxy_set_header X-Request $request;
+            proxy_set_header X-Http-Cookie $http_cookie;
+            proxy_set_header X-Cookie-Ga $cookie__ga;
+            proxy_set_header X-Cookie-Vid $cookie_vid; }}
+"""
 LOC_TOKEN_ARG = """
         location /ta/ {{ consent on; consent_token_arg t;
             {proxy} }}
@@ -1019,6 +1029,26 @@ class TestInternalRedirectsAndSubrequests(ConsentE2E):
         self.assertEqual(d("consent_uid_cookies_total", action="set"), 1)
         self.assertEqual(d("consent_stripped_args_total"), 2)
         self.assertEqual(d("consent_stripped_cookies_total"), 1)
+
+class TestVariablesReadBeforeDecision(ConsentE2E):
+    """nginx keeps the value of $request_uri, $request, $http_cookie and
+    $cookie_NAME from their first read (they are cacheable variables). A read
+    in the rewrite phase (set, if, return) comes before the module's
+    preaccess rewrite; later reads must still see the rewritten request."""
+    locations = LOC_EARLY_VARS
+
+    def test_cacheable_variables_read_early_see_the_rewrite(self):
+        t = self.mint()
+        u = self.mint(kind="uid")
+        r = self.get("/ev/x?ctk=%s&utm_source=a&k=1" % t, [("Cookie", "_ga=1; a=1; vid=" + u)])
+        s = H.Seen(r)
+        self.assertEqual(s.target, "/ev/x?k=1")
+        self.assertEqual(s.cookies, ["a=1"])
+        self.assertEqual(s.one("X-Request-Uri"), "/ev/x?k=1")
+        self.assertEqual(s.one("X-Request"), "GET /ev/x?k=1 HTTP/1.1")
+        self.assertEqual(s.one("X-Http-Cookie"), "a=1")
+        self.assertIsNone(s.one("X-Cookie-Ga"))
+        self.assertIsNone(s.one("X-Cookie-Vid"))
 
 class TestStatus(ConsentE2E):
     locations = LOC_STATUS + LOC_REDIRECT
