@@ -710,25 +710,39 @@ ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_str_t *args,
 static ngx_int_t
 ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
 {
-    u_char           *p;
+    u_char           *p, *path;
     size_t            path_len;
     ngx_table_elt_t  *location;
 
     /* r->unparsed_uri is the rewritten target, its path as the client sent it */
+    path = r->unparsed_uri.data;
     path_len = ngx_http_consent_path_len(r);
+
+    /*
+     * One leading '/', whatever the client sent: with absolute_redirect off
+     * the Location goes out as it is, and browsers read "//host/..." and
+     * "/\host/..." as another host. Such a raw path does reach a location
+     * here, since nginx matches the normalized path (merged slashes, dot
+     * segments resolved): "//evil.example/../r/x" is "/r/x".
+     */
+    while (path_len && (*path == '/' || *path == '\\')) {
+        path++;
+        path_len--;
+    }
 
     location = (ngx_table_elt_t *) ngx_list_push(&r->headers_out.headers);
     if (location == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = (u_char *) ngx_pnalloc(r->pool, path_len + 1 + args->len);
+    p = (u_char *) ngx_pnalloc(r->pool, 1 + path_len + 1 + args->len);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     location->value.data = p;
-    p = ngx_cpymem(p, r->unparsed_uri.data, path_len);
+    *p++ = '/';
+    p = ngx_cpymem(p, path, path_len);
 
     if (args->len) {
         *p++ = '?';

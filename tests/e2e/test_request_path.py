@@ -105,6 +105,10 @@ LOC_REDIRECT = """
         location /r/ {{ consent on; consent_token_redirect on;
             {proxy} }}
 """
+LOC_REDIRECT_RELATIVE = """
+        location /rr/ {{ consent on; consent_token_redirect on; absolute_redirect off;
+            {proxy} }}
+"""
 LOC_UID_VARIANTS = """
         location /ua/ {{ consent on;
             consent_uid_cookie vid purpose=analysis domain=example.test samesite=strict secure=off;
@@ -957,6 +961,33 @@ class TestTokenRedirect(ConsentE2E):
     def test_redirect_not_without_token(self):
         s = self.seen("/r/landing?utm_source=x&page=2")
         self.assertEqual(s.target, "/r/landing?page=2")
+
+class TestTokenRedirectRelative(ConsentE2E):
+    """absolute_redirect off: the Location is the path as the client sent it.
+    nginx matches locations on the normalized path (merged slashes, dot
+    segments resolved), so a raw path may start with "//" or "/\\" and still
+    reach a location with consent_token_redirect."""
+    locations = LOC_REDIRECT_RELATIVE
+
+    def test_redirect_location_is_never_scheme_relative(self):
+        t = self.mint()
+        for path in ["//evil.example/../rr/x", "/\\evil.example/../rr/x",
+                     "///evil.example/../rr/x", "/\\\\evil.example/../rr/x"]:
+            with self.subTest(path=path):
+                r = self.get(path + "?ctk=%s&k=1" % t)
+                self.assertEqual(r.status, 302, r)
+                loc = r.header("Location") or ""
+                # browsers read "//host" and "/\\host" as another host
+                self.assertTrue(loc.startswith("/"), loc)
+                self.assertNotIn(loc[1:2], ("/", "\\"), loc)
+                self.assertTrue(loc.endswith("/../rr/x?k=1"), loc)
+
+    def test_redirect_relative_keeps_path(self):
+        t = self.mint()
+        r = self.get("/rr/a%2Fb/c?k=1&ctk=" + t)
+        self.assertEqual(r.status, 302, r)
+        self.assertEqual(r.header("Location"), "/rr/a%2Fb/c?k=1")
+
 
 class TestSatisfyAny(ConsentE2E):
     locations = LOC_SATISFY
