@@ -298,6 +298,11 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
  * The context lives in a cleanup of the request pool as well as in r->ctx:
  * an internal redirect clears r->ctx, and the decision must survive it so
  * that it is made once per request (the realip module does the same).
+ *
+ * A header filter that replaces the response with an error
+ * (ngx_http_filter_finalize_request(): the not_modified filter's 412,
+ * image_filter's 415) clears r->ctx too, without an internal redirect, and
+ * sets r->filter_finalize instead.
  */
 
 ngx_http_consent_ctx_t *
@@ -310,13 +315,23 @@ ngx_http_consent_get_ctx(ngx_http_request_t *r)
 
     ctx = (ngx_http_consent_ctx_t *) ngx_http_get_module_ctx(r,
                                                     ngx_http_consent_module);
-    if (ctx || !r->internal) {
+    if (ctx || !(r->internal || r->filter_finalize)) {
         return ctx;
     }
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
         if (cln->handler == ngx_http_consent_cleanup_ctx) {
             ctx = (ngx_http_consent_ctx_t *) cln->data;
+
+            /*
+             * nginx clears r->ctx where it drops the response under way:
+             * ngx_http_filter_finalize_request() cleans the headers the
+             * filter worked on (ngx_http_clean_header), and an internal
+             * redirect brings a response of its own. Either is filtered
+             * anew: its Set-Cookie headers, and the UID cookie.
+             */
+            ctx->header_done = 0;
+
             ngx_http_set_ctx(r, ctx, ngx_http_consent_module);
             return ctx;
         }

@@ -134,6 +134,11 @@ LOC_EARLY_VARS = """
             proxy_set_header X-Cookie-Ga $cookie__ga;
             proxy_set_header X-Cookie-Vid $cookie_vid; }}
 """
+LOC_FILTER_FINALIZE = """
+        location /nm/ {{ consent on; root {d}/www;
+            add_header X-Consent-Purposes $consent_purposes always;
+            add_header X-Consent-Status $consent_token_status always; }}
+"""
 LOC_TOKEN_ARG = """
         location /ta/ {{ consent on; consent_token_arg t;
             {proxy} }}
@@ -1080,6 +1085,32 @@ class TestVariablesReadBeforeDecision(ConsentE2E):
         self.assertEqual(s.one("X-Http-Cookie"), "a=1")
         self.assertIsNone(s.one("X-Cookie-Ga"))
         self.assertIsNone(s.one("X-Cookie-Vid"))
+
+class TestFilterFinalize(ConsentE2E):
+    """A header filter after the module's can replace the response with an
+    error: the not_modified filter answers 412 to a failed If-Match on a
+    static file (ngx_http_filter_finalize_request). nginx then cleans the
+    response headers and clears every module's r->ctx, without an internal
+    redirect, and sends the error page (or runs error_page) through the
+    header filters again: the decision must hold for it."""
+    locations = LOC_FILTER_FINALIZE
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        os.makedirs(cls.ngx.path("www", "nm"))
+        for p in (cls.ngx.path("www"), cls.ngx.path("www", "nm")):
+            os.chmod(p, 0o755)
+        cls.ngx.write_file(os.path.join("www", "nm", "x.html"), "static\n", 0o644)
+
+    def test_error_page_of_filter_keeps_decision(self):
+        t = self.mint()
+        r = self.get("/nm/x.html?ctk=%s&k=1" % t, [("If-Match", '"nope"')])
+        self.assertEqual(r.status, 412, r)
+        self.assertEqual(r.header("X-Consent-Status"), "valid", r)
+        self.assertEqual(r.header("X-Consent-Purposes"), "service,personalization", r)
+        self.assertEqual(len(self.vid_set_cookies(r)), 1, r.set_cookies())
+
 
 class TestStatus(ConsentE2E):
     locations = LOC_STATUS + LOC_REDIRECT
