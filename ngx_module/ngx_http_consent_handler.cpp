@@ -41,6 +41,7 @@ static ngx_int_t ngx_http_consent_set_uri(ngx_http_request_t *r,
     ngx_str_t *args, ngx_uint_t request_line_only);
 static ngx_int_t ngx_http_consent_redirect(ngx_http_request_t *r,
     ngx_str_t *args);
+static void ngx_http_consent_flush_vars(ngx_http_request_t *r);
 
 
 static std::string_view
@@ -184,7 +185,13 @@ ngx_http_consent_hide_token(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
     ngx_str_t  logged = { qr.len, line };
 
-    return ngx_http_consent_set_uri(r, &logged, 1);
+    if (ngx_http_consent_set_uri(r, &logged, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_consent_flush_vars(r);
+
+    return NGX_OK;
 }
 
 
@@ -466,7 +473,39 @@ ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
         }
     }
 
-    return ngx_http_consent_rewrite_cookies(r, ctx, clcf, removal);
+    if (ngx_http_consent_rewrite_cookies(r, ctx, clcf, removal) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_consent_flush_vars(r);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Drops the values nginx cached of $request_uri, $request, $http_cookie and
+ * $cookie_NAME (cacheable variables: ngx_http_get_indexed_variable() returns
+ * a value once valid). A read in the rewrite phase, before this handler,
+ * would otherwise hand the token, the UID cookie and the stripped names to
+ * every later reader: proxy_pass with $request_uri, fastcgi_param
+ * REQUEST_URI, proxy_set_header Cookie $http_cookie, the access log.
+ */
+static void
+ngx_http_consent_flush_vars(ngx_http_request_t *r)
+{
+    ngx_uint_t                     i;
+    ngx_http_variable_value_t     *vv;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
+
+    for (i = 0; i < cmcf->nrewritten_vars; i++) {
+        vv = &r->variables[cmcf->rewritten_vars[i]];
+        vv->valid = 0;
+        vv->not_found = 0;
+    }
 }
 
 
@@ -671,25 +710,39 @@ ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_str_t *args,
 static ngx_int_t
 ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
 {
-    u_char           *p;
+    u_char           *p, *path;
     size_t            path_len;
     ngx_table_elt_t  *location;
 
     /* r->unparsed_uri is the rewritten target, its path as the client sent it */
+    path = r->unparsed_uri.data;
     path_len = ngx_http_consent_path_len(r);
+
+    /*
+     * One leading '/', whatever the client sent: with absolute_redirect off
+     * the Location goes out as it is, and browsers read "//host/..." and
+     * "/\host/..." as another host. Such a raw path does reach a location
+     * here, since nginx matches the normalized path (merged slashes, dot
+     * segments resolved): "//evil.example/../r/x" is "/r/x".
+     */
+    while (path_len && (*path == '/' || *path == '\\')) {
+        path++;
+        path_len--;
+    }
 
     location = (ngx_table_elt_t *) ngx_list_push(&r->headers_out.headers);
     if (location == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = (u_char *) ngx_pnalloc(r->pool, path_len + 1 + args->len);
+    p = (u_char *) ngx_pnalloc(r->pool, 1 + path_len + 1 + args->len);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     location->value.data = p;
-    p = ngx_cpymem(p, r->unparsed_uri.data, path_len);
+    *p++ = '/';
+    p = ngx_cpymem(p, path, path_len);
 
     if (args->len) {
         *p++ = '?';

@@ -34,6 +34,8 @@ static ngx_int_t ngx_http_consent_postconfiguration(ngx_conf_t *cf);
 static void ngx_http_consent_cleanup_main_conf(void *data);
 static void ngx_http_consent_cleanup_ctx(void *data);
 static ngx_int_t ngx_http_consent_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_consent_index_rewritten_vars(ngx_cycle_t *cycle,
+    ngx_http_consent_main_conf_t *cmcf);
 static void ngx_http_consent_exit_process(ngx_cycle_t *cycle);
 
 
@@ -296,6 +298,11 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
  * The context lives in a cleanup of the request pool as well as in r->ctx:
  * an internal redirect clears r->ctx, and the decision must survive it so
  * that it is made once per request (the realip module does the same).
+ *
+ * A header filter that replaces the response with an error
+ * (ngx_http_filter_finalize_request(): the not_modified filter's 412,
+ * image_filter's 415) clears r->ctx too, without an internal redirect, and
+ * sets r->filter_finalize instead.
  */
 
 ngx_http_consent_ctx_t *
@@ -308,13 +315,23 @@ ngx_http_consent_get_ctx(ngx_http_request_t *r)
 
     ctx = (ngx_http_consent_ctx_t *) ngx_http_get_module_ctx(r,
                                                     ngx_http_consent_module);
-    if (ctx || !r->internal) {
+    if (ctx || !(r->internal || r->filter_finalize)) {
         return ctx;
     }
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
         if (cln->handler == ngx_http_consent_cleanup_ctx) {
             ctx = (ngx_http_consent_ctx_t *) cln->data;
+
+            /*
+             * nginx clears r->ctx where it drops the response under way:
+             * ngx_http_filter_finalize_request() cleans the headers the
+             * filter worked on (ngx_http_clean_header), and an internal
+             * redirect brings a response of its own. Either is filtered
+             * anew: its Set-Cookie headers, and the UID cookie.
+             */
+            ctx->header_done = 0;
+
             ngx_http_set_ctx(r, ctx, ngx_http_consent_module);
             return ctx;
         }
@@ -373,6 +390,12 @@ ngx_http_consent_init_process(ngx_cycle_t *cycle)
         cmcf->token_memo->prefault();
     }
 
+    if (cmcf && cmcf->enabled_line
+        && ngx_http_consent_index_rewritten_vars(cycle, cmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     try {
         return ngx_http_consent_lookup_init_process(cycle);
 
@@ -380,6 +403,51 @@ ngx_http_consent_init_process(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "consent: %s", e.what());
         return NGX_ERROR;
     }
+}
+
+
+/*
+ * Finds the indexed variables the rewrite must drop from a request's
+ * variable cache. Here, not at configuration time: the list of indexed
+ * variables is final only once every module's postconfiguration has run.
+ */
+static ngx_int_t
+ngx_http_consent_index_rewritten_vars(ngx_cycle_t *cycle,
+    ngx_http_consent_main_conf_t *cmcf)
+{
+    ngx_str_t                  *name;
+    ngx_uint_t                  i;
+    ngx_http_variable_t        *v;
+    ngx_http_core_main_conf_t  *core;
+
+    core = (ngx_http_core_main_conf_t *)
+               ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
+
+    if (core->variables.nelts == 0) {
+        return NGX_OK;
+    }
+
+    cmcf->rewritten_vars = (ngx_uint_t *)
+        ngx_palloc(cycle->pool, core->variables.nelts * sizeof(ngx_uint_t));
+    if (cmcf->rewritten_vars == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = (ngx_http_variable_t *) core->variables.elts;
+
+    for (i = 0; i < core->variables.nelts; i++) {
+        name = &v[i].name;      /* lowercased by ngx_http_get_variable_index() */
+
+        if ((name->len == 11 && ngx_strncmp(name->data, "request_uri", 11) == 0)
+            || (name->len == 7 && ngx_strncmp(name->data, "request", 7) == 0)
+            || (name->len == 11 && ngx_strncmp(name->data, "http_cookie", 11) == 0)
+            || (name->len > 7 && ngx_strncmp(name->data, "cookie_", 7) == 0))
+        {
+            cmcf->rewritten_vars[cmcf->nrewritten_vars++] = i;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

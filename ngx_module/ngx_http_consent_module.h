@@ -78,6 +78,16 @@ typedef struct {
     ngx_msec_t                   cache_ttl;
     ngx_flag_t                   on_failure_default;
 
+    /*
+     * Indexes of nginx's cacheable variables that read what the rewrite
+     * changes: $request_uri, $request, $http_cookie, $cookie_NAME. nginx
+     * keeps such a value from its first read for the rest of the request,
+     * and a read in the rewrite phase (set, if) comes before the preaccess
+     * rewrite; the rewrite drops those values (ngx_http_consent_flush_vars).
+     */
+    ngx_uint_t                  *rewritten_vars;
+    ngx_uint_t                   nrewritten_vars;
+
     /* where `consent on` first appeared, to name it in errors */
     ngx_str_t                    enabled_file;
     ngx_uint_t                   enabled_line;

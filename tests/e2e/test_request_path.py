@@ -105,6 +105,10 @@ LOC_REDIRECT = """
         location /r/ {{ consent on; consent_token_redirect on;
             {proxy} }}
 """
+LOC_REDIRECT_RELATIVE = """
+        location /rr/ {{ consent on; consent_token_redirect on; absolute_redirect off;
+            {proxy} }}
+"""
 LOC_UID_VARIANTS = """
         location /ua/ {{ consent on;
             consent_uid_cookie vid purpose=analysis domain=example.test samesite=strict secure=off;
@@ -119,6 +123,21 @@ LOC_LOGS = """
         location /dead/ {{ consent on; proxy_pass http://127.0.0.1:{dead}; }}
         location /logged/ {{ consent on; access_log {d}/access.log reqline;
             {proxy} }}
+"""
+LOC_EARLY_VARS = """
+        location /ev/ {{ consent on;
+            set $early "$request_uri|$request|$http_cookie|$cookie__ga|$cookie_vid";
+            proxy_pass http://127.0.0.1:{up}$request_uri;
+            proxy_set_header X-Request-Uri $request_uri;
+            proxy_set_header X-Request $request;
+            proxy_set_header X-Http-Cookie $http_cookie;
+            proxy_set_header X-Cookie-Ga $cookie__ga;
+            proxy_set_header X-Cookie-Vid $cookie_vid; }}
+"""
+LOC_FILTER_FINALIZE = """
+        location /nm/ {{ consent on; root {d}/www;
+            add_header X-Consent-Purposes $consent_purposes always;
+            add_header X-Consent-Status $consent_token_status always; }}
 """
 LOC_TOKEN_ARG = """
         location /ta/ {{ consent on; consent_token_arg t;
@@ -948,6 +967,33 @@ class TestTokenRedirect(ConsentE2E):
         s = self.seen("/r/landing?utm_source=x&page=2")
         self.assertEqual(s.target, "/r/landing?page=2")
 
+class TestTokenRedirectRelative(ConsentE2E):
+    """absolute_redirect off: the Location is the path as the client sent it.
+    nginx matches locations on the normalized path (merged slashes, dot
+    segments resolved), so a raw path may start with "//" or "/\\" and still
+    reach a location with consent_token_redirect."""
+    locations = LOC_REDIRECT_RELATIVE
+
+    def test_redirect_location_is_never_scheme_relative(self):
+        t = self.mint()
+        for path in ["//evil.example/../rr/x", "/\\evil.example/../rr/x",
+                     "///evil.example/../rr/x", "/\\\\evil.example/../rr/x"]:
+            with self.subTest(path=path):
+                r = self.get(path + "?ctk=%s&k=1" % t)
+                self.assertEqual(r.status, 302, r)
+                loc = r.header("Location") or ""
+                # browsers read "//host" and "/\\host" as another host
+                self.assertTrue(loc.startswith("/"), loc)
+                self.assertNotIn(loc[1:2], ("/", "\\"), loc)
+                self.assertTrue(loc.endswith("/../rr/x?k=1"), loc)
+
+    def test_redirect_relative_keeps_path(self):
+        t = self.mint()
+        r = self.get("/rr/a%2Fb/c?k=1&ctk=" + t)
+        self.assertEqual(r.status, 302, r)
+        self.assertEqual(r.header("Location"), "/rr/a%2Fb/c?k=1")
+
+
 class TestSatisfyAny(ConsentE2E):
     locations = LOC_SATISFY
 
@@ -1019,6 +1065,52 @@ class TestInternalRedirectsAndSubrequests(ConsentE2E):
         self.assertEqual(d("consent_uid_cookies_total", action="set"), 1)
         self.assertEqual(d("consent_stripped_args_total"), 2)
         self.assertEqual(d("consent_stripped_cookies_total"), 1)
+
+class TestVariablesReadBeforeDecision(ConsentE2E):
+    """nginx keeps the value of $request_uri, $request, $http_cookie and
+    $cookie_NAME from their first read (they are cacheable variables). A read
+    in the rewrite phase (set, if, return) comes before the module's
+    preaccess rewrite; later reads must still see the rewritten request."""
+    locations = LOC_EARLY_VARS
+
+    def test_cacheable_variables_read_early_see_the_rewrite(self):
+        t = self.mint()
+        u = self.mint(kind="uid")
+        r = self.get("/ev/x?ctk=%s&utm_source=a&k=1" % t, [("Cookie", "_ga=1; a=1; vid=" + u)])
+        s = H.Seen(r)
+        self.assertEqual(s.target, "/ev/x?k=1")
+        self.assertEqual(s.cookies, ["a=1"])
+        self.assertEqual(s.one("X-Request-Uri"), "/ev/x?k=1")
+        self.assertEqual(s.one("X-Request"), "GET /ev/x?k=1 HTTP/1.1")
+        self.assertEqual(s.one("X-Http-Cookie"), "a=1")
+        self.assertIsNone(s.one("X-Cookie-Ga"))
+        self.assertIsNone(s.one("X-Cookie-Vid"))
+
+class TestFilterFinalize(ConsentE2E):
+    """A header filter after the module's can replace the response with an
+    error: the not_modified filter answers 412 to a failed If-Match on a
+    static file (ngx_http_filter_finalize_request). nginx then cleans the
+    response headers and clears every module's r->ctx, without an internal
+    redirect, and sends the error page (or runs error_page) through the
+    header filters again: the decision must hold for it."""
+    locations = LOC_FILTER_FINALIZE
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        os.makedirs(cls.ngx.path("www", "nm"))
+        for p in (cls.ngx.path("www"), cls.ngx.path("www", "nm")):
+            os.chmod(p, 0o755)
+        cls.ngx.write_file(os.path.join("www", "nm", "x.html"), "static\n", 0o644)
+
+    def test_error_page_of_filter_keeps_decision(self):
+        t = self.mint()
+        r = self.get("/nm/x.html?ctk=%s&k=1" % t, [("If-Match", '"nope"')])
+        self.assertEqual(r.status, 412, r)
+        self.assertEqual(r.header("X-Consent-Status"), "valid", r)
+        self.assertEqual(r.header("X-Consent-Purposes"), "service,personalization", r)
+        self.assertEqual(len(self.vid_set_cookies(r)), 1, r.set_cookies())
+
 
 class TestStatus(ConsentE2E):
     locations = LOC_STATUS + LOC_REDIRECT
