@@ -69,6 +69,8 @@ ngx_http_consent_arena(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_consent_handler(ngx_http_request_t *r)
 {
+    ngx_http_consent_ctx_t  *ctx;
+
     try {
         return ngx_http_consent_handle(r);
 
@@ -76,6 +78,13 @@ ngx_http_consent_handler(ngx_http_request_t *r)
         /* only allocation can throw here; fail closed, never unstripped */
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "consent: %s", e.what());
+
+        ctx = (ngx_http_consent_ctx_t *)
+                  ngx_http_get_module_ctx(r, ngx_http_consent_module);
+        if (ctx) {
+            ctx->state = NGX_HTTP_CONSENT_FAILED;
+        }
+
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 }
@@ -115,6 +124,7 @@ ngx_http_consent_handle(ngx_http_request_t *r)
         ctx->conf = clcf;
 
         if (ngx_http_consent_extract(r, ctx, cmcf, clcf) != NGX_OK) {
+            ctx->state = NGX_HTTP_CONSENT_FAILED;
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -142,6 +152,13 @@ ngx_http_consent_handle(ngx_http_request_t *r)
     case NGX_HTTP_CONSENT_DECIDED:
         return NGX_DECLINED;
 
+    case NGX_HTTP_CONSENT_FAILED:
+        /*
+         * The tables or the request may be half made: an error_page
+         * location this request is redirected to must not pass it on.
+         */
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
     default: /* NGX_HTTP_CONSENT_LOOKED */
         break;
     }
@@ -153,6 +170,7 @@ ngx_http_consent_handle(ngx_http_request_t *r)
     ngx_http_consent_decide(r, ctx, cmcf, clcf);
 
     if (ngx_http_consent_rewrite(r, ctx, clcf, &args) != NGX_OK) {
+        ctx->state = NGX_HTTP_CONSENT_FAILED;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

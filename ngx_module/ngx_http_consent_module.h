@@ -124,7 +124,7 @@ typedef struct {
 typedef struct {
     ngx_http_consent_loc_conf_t *conf;         /* where the decision was made */
 
-    unsigned                     state:2;      /* NGX_HTTP_CONSENT_* below */
+    unsigned                     state:3;      /* NGX_HTTP_CONSENT_* below */
     unsigned                     has_token_arg:1;
     unsigned                     subject_from_purl:1;
     unsigned                     carried_uid:1;
@@ -170,6 +170,7 @@ typedef struct {
 #define NGX_HTTP_CONSENT_WAITING  1
 #define NGX_HTTP_CONSENT_LOOKED   2
 #define NGX_HTTP_CONSENT_DECIDED  3
+#define NGX_HTTP_CONSENT_FAILED   4   /* extract or rewrite failed: fail closed */
 
 #define ngx_http_consent_has_subject(ctx)                                     \
     ((ctx)->claims.subject_len != 0)
