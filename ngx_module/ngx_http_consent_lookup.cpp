@@ -439,7 +439,15 @@ ngx_http_consent_apply_message(ngx_http_consent_redis_t *rc, redisReply *reply)
     }
 
     if (msg.flush_all) {
-        ngx_http_consent_cache_flush(cmcf->cache_zone, now);
+        /*
+         * Everything read before this moment is stale, whichever worker read
+         * it: not this iteration's cached time, which may be older than the
+         * time another worker stamped a read sent before the "*" with (as
+         * old as a tick with timer_resolution), as in cache_stamp().
+         */
+        ngx_time_update();
+        ngx_http_consent_cache_flush(cmcf->cache_zone,
+                                     ngx_http_consent_now_ms());
 
     } else {
         ngx_http_consent_cache_announce(cmcf->cache_zone, msg.subject,
@@ -486,6 +494,9 @@ ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
         ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
                       "consent: subscribed to \"%V\"", &w->cmcf->redis_channel);
 
+        /* reads sent before now may have missed an update: the time now,
+         * not this iteration's cached time (see the "*" above) */
+        ngx_time_update();
         w->heartbeat_rx = ngx_http_consent_now_ms();
         ngx_http_consent_cache_subscribed(w->cmcf->cache_zone, w->heartbeat_rx);
     }
