@@ -331,13 +331,35 @@ ngx_http_consent_cache_announce(ngx_shm_zone_t *zone, std::string_view subject,
 
     if (n) {
         consent::slot_announce(&n->slot, version);
-
-    } else {
-        /* a lookup may be in flight: see announced_ms */
-        ngx_http_consent_cache_stamp(cache, hash);
     }
 
+    /*
+     * A lookup may be in flight: see announced_ms. With a node too, so that
+     * a request arriving from now on is not merged into a lookup sent
+     * before (ngx_http_consent_cache_announced_since()).
+     */
+    ngx_http_consent_cache_stamp(cache, hash);
+
     ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+ngx_uint_t
+ngx_http_consent_cache_announced_since(ngx_shm_zone_t *zone,
+    std::string_view subject, uint64_t ms)
+{
+    uint32_t                   hash;
+    ngx_uint_t                 since;
+    ngx_http_consent_cache_t  *cache;
+
+    cache = (ngx_http_consent_cache_t *) zone->data;
+    hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    since = *ngx_http_consent_cache_announced(cache, hash) >= ms;
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return since;
 }
 
 

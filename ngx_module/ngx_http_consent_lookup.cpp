@@ -150,6 +150,21 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     p = (ngx_http_consent_pending_t *)
             ngx_str_rbtree_lookup(&w->pending, &s, hash);
 
+    if (p && cmcf->cache_zone
+        && ngx_http_consent_cache_announced_since(cmcf->cache_zone, subject,
+                                                  p->sent_ms))
+    {
+        /*
+         * An update was announced since that lookup was sent: it may answer
+         * with the older version, which this request, come after the
+         * announcement, must not get. Its waiters keep it; later requests
+         * wait for a new one.
+         */
+        ngx_rbtree_delete(&w->pending, &p->sn.node);
+        p->in_tree = 0;
+        p = NULL;
+    }
+
     if (p) {
         ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_REDIS_MERGED);
 

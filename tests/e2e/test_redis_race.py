@@ -616,6 +616,24 @@ class RedisRace(_RaceCase):
         self.assertRecord(self.request(s), "cache", 3, False)
         self.assertLogClean()
 
+    def test_4_merge_after_announce(self):
+        """A request that arrives after v=2 was announced must not be merged
+        into a lookup sent before it: it would be answered with v=1."""
+        s = "cust-race-merge"
+        self.write_and_wait(s, "marketing=0")
+        held, join_a = self.hold_lookup(s)
+        self.assertEqual(record_of(held.reply), {"v": "1", "marketing": "0"})
+        v2, _, _ = self.write_and_wait(s, "marketing=1")
+        self.assertEqual(v2, 2)
+        join_b = self.request_in_thread(s)   # after the announcement
+        time.sleep(0.1)
+        self.release_after(held)
+        a, b = join_a(), join_b()
+        self.assertRecord(a, "redis", 1, False)
+        self.assertRecord(b, "redis", 2, True, "a request that came after v=2 was "
+                          "announced was answered with the v=1 read sent before")
+        self.assertLogClean()
+
 
 class RedisRaceEviction(_RaceCase):
     """The race when the subject's node is evicted while its read is held
