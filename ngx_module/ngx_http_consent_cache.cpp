@@ -24,6 +24,7 @@ typedef struct {
     ngx_rbtree_node_t              node;     /* key: crc32 of the subject */
     ngx_queue_t                    queue;    /* LRU, most recent first */
     consent::CacheSlot             slot;
+    uint32_t                       purposes;  /* crc of the layout of slot.record */
     u_char                         len;
     u_char                         subject[consent::kMaxSubject];
 } ngx_http_consent_cache_node_t;
@@ -60,6 +61,15 @@ typedef struct {
 typedef struct {
     ngx_http_consent_cache_sh_t   *sh;
     ngx_slab_pool_t               *shpool;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    /*
+     * A record keeps its purposes as bits by declaration order. A reload
+     * may declare them in another order and still reuse the zone, while
+     * the old workers keep storing records in their order: a node's record
+     * is read only by workers whose purposes it was stored with.
+     */
+    uint32_t                       purposes;
 } ngx_http_consent_cache_t;
 
 
@@ -223,6 +233,7 @@ ngx_http_consent_cache_node(ngx_http_consent_cache_t *cache,
 
     ngx_memzero(&n->node, sizeof(ngx_rbtree_node_t));
     new (&n->slot) consent::CacheSlot();
+    n->purposes = cache->purposes;
     n->node.key = hash;
     n->len = (u_char) subject.size();
     ngx_memcpy(n->subject, subject.data(), subject.size());
@@ -248,6 +259,11 @@ ngx_http_consent_cache_get(ngx_shm_zone_t *zone, std::string_view subject,
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     n = ngx_http_consent_cache_find(cache, subject, hash);
+
+    if (n && n->purposes != cache->purposes) {
+        /* stored by workers that number the purposes otherwise */
+        n = NULL;
+    }
 
     if (n) {
         *slot = n->slot;
@@ -286,6 +302,10 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
     } else {
         n = ngx_http_consent_cache_node(cache, subject, hash, cycle);
         stored = n && consent::slot_store(&n->slot, record, now_ms);
+
+        if (stored) {
+            n->purposes = cache->purposes;
+        }
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -311,13 +331,35 @@ ngx_http_consent_cache_announce(ngx_shm_zone_t *zone, std::string_view subject,
 
     if (n) {
         consent::slot_announce(&n->slot, version);
-
-    } else {
-        /* a lookup may be in flight: see announced_ms */
-        ngx_http_consent_cache_stamp(cache, hash);
     }
 
+    /*
+     * A lookup may be in flight: see announced_ms. With a node too, so that
+     * a request arriving from now on is not merged into a lookup sent
+     * before (ngx_http_consent_cache_announced_since()).
+     */
+    ngx_http_consent_cache_stamp(cache, hash);
+
     ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+ngx_uint_t
+ngx_http_consent_cache_announced_since(ngx_shm_zone_t *zone,
+    std::string_view subject, uint64_t ms)
+{
+    uint32_t                   hash;
+    ngx_uint_t                 since;
+    ngx_http_consent_cache_t  *cache;
+
+    cache = (ngx_http_consent_cache_t *) zone->data;
+    hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    since = *ngx_http_consent_cache_announced(cache, hash) >= ms;
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return since;
 }
 
 
@@ -532,6 +574,8 @@ ngx_http_consent_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return (char *) NGX_CONF_ERROR;
     }
 
+    cache->cmcf = cmcf;
+
     cmcf->cache_zone->init = ngx_http_consent_cache_init_zone;
     cmcf->cache_zone->data = cache;
 
@@ -546,6 +590,9 @@ ngx_http_consent_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_consent_cache_t  *cache;
 
     cache = (ngx_http_consent_cache_t *) shm_zone->data;
+
+    /* the configuration is complete now: every purpose is declared */
+    cache->purposes = ngx_http_consent_purposes_crc(cache->cmcf);
 
     if (ocache) {
         /* a reload: the records stay, and stay under the same rules */

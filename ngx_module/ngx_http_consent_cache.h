@@ -34,6 +34,10 @@ ngx_uint_t ngx_http_consent_cache_store(ngx_shm_zone_t *zone,
 void ngx_http_consent_cache_announce(ngx_shm_zone_t *zone,
     std::string_view subject, uint64_t version, ngx_cycle_t *cycle);
 
+/* The subject (or one sharing its slot) was announced at or after ms. */
+ngx_uint_t ngx_http_consent_cache_announced_since(ngx_shm_zone_t *zone,
+    std::string_view subject, uint64_t ms);
+
 /* "*" from the channel: everything cached so far is stale. */
 void ngx_http_consent_cache_flush(ngx_shm_zone_t *zone, uint64_t now_ms);
 

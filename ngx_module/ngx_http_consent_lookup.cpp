@@ -150,6 +150,21 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     p = (ngx_http_consent_pending_t *)
             ngx_str_rbtree_lookup(&w->pending, &s, hash);
 
+    if (p && cmcf->cache_zone
+        && ngx_http_consent_cache_announced_since(cmcf->cache_zone, subject,
+                                                  p->sent_ms))
+    {
+        /*
+         * An update was announced since that lookup was sent: it may answer
+         * with the older version, which this request, come after the
+         * announcement, must not get. Its waiters keep it; later requests
+         * wait for a new one.
+         */
+        ngx_rbtree_delete(&w->pending, &p->sn.node);
+        p->in_tree = 0;
+        p = NULL;
+    }
+
     if (p) {
         ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_REDIS_MERGED);
 
@@ -439,7 +454,15 @@ ngx_http_consent_apply_message(ngx_http_consent_redis_t *rc, redisReply *reply)
     }
 
     if (msg.flush_all) {
-        ngx_http_consent_cache_flush(cmcf->cache_zone, now);
+        /*
+         * Everything read before this moment is stale, whichever worker read
+         * it: not this iteration's cached time, which may be older than the
+         * time another worker stamped a read sent before the "*" with (as
+         * old as a tick with timer_resolution), as in cache_stamp().
+         */
+        ngx_time_update();
+        ngx_http_consent_cache_flush(cmcf->cache_zone,
+                                     ngx_http_consent_now_ms());
 
     } else {
         ngx_http_consent_cache_announce(cmcf->cache_zone, msg.subject,
@@ -486,6 +509,9 @@ ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
         ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
                       "consent: subscribed to \"%V\"", &w->cmcf->redis_channel);
 
+        /* reads sent before now may have missed an update: the time now,
+         * not this iteration's cached time (see the "*" above) */
+        ngx_time_update();
         w->heartbeat_rx = ngx_http_consent_now_ms();
         ngx_http_consent_cache_subscribed(w->cmcf->cache_zone, w->heartbeat_rx);
     }

@@ -212,6 +212,8 @@ void ngx_http_consent_count_set_cookies(ngx_http_request_t *r,
 void ngx_http_consent_count_uid(ngx_http_request_t *r,
     consent::UidAction action);
 void ngx_http_consent_count_redirect(ngx_http_request_t *r);
+/* which purposes, in which order: records keep them as bits by index */
+uint32_t ngx_http_consent_purposes_crc(ngx_http_consent_main_conf_t *cmcf);
 
 /* the store's counters, indexed by ngx_http_consent_store_counter_e */
 typedef enum {

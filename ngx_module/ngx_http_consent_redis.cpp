@@ -121,8 +121,16 @@ ngx_http_consent_redis_cleanup(void *privdata)
             ngx_delete_posted_event(c->write);
         }
 
-        c->fd = (ngx_socket_t) -1;
+        /*
+         * In this order, as ngx_close_connection() does: with poll,
+         * ngx_free_connection() clears ngx_cycle->files[c->fd], and
+         * ngx_get_connection() fills only an empty slot, so a slot left
+         * stale would send the next socket's events with this descriptor
+         * to this released connection. Then fd -1: any event still queued
+         * for it in this loop iteration is recognised as stale.
+         */
         ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
     }
 
     ac = rc->ac;

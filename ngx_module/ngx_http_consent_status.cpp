@@ -46,7 +46,7 @@ static ngx_str_t  ngx_http_consent_stats_zone_name =
     ngx_string("ngx_http_consent_status");
 
 
-static uint32_t
+uint32_t
 ngx_http_consent_purposes_crc(ngx_http_consent_main_conf_t *cmcf)
 {
     uint32_t                     crc;

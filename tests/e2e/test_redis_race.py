@@ -53,6 +53,7 @@ a lower bound on how long a reply is held, is not.
 import collections
 import http.client
 import os
+import signal
 import socket
 import sys
 import threading
@@ -405,6 +406,7 @@ class _RaceCase(unittest.TestCase):
     ZONE = "c:1m"
     TIMEOUT_MS = 2000     # the module's Redis timeout, before H.slow_ms()
     LISTEN = ""           # more parameters of the listen directive
+    MAIN = ""             # main-context directives of nginx.conf
 
     @classmethod
     def setUpClass(cls):
@@ -427,7 +429,8 @@ class _RaceCase(unittest.TestCase):
             HTTP_TEXT.format(d=cls.ngx.dir, proxy_port=cls.proxy.port,
                              timeout=H.slow_ms(cls.TIMEOUT_MS), zone=cls.ZONE),
             SERVERS.format(port=cls.ngx.port, up=cls.up.port, headers=headers,
-                           listen=cls.LISTEN))
+                           listen=cls.LISTEN),
+            main_text=cls.MAIN)
         cls.ngx.start()
         cls.tokens = {}
         t0 = time.monotonic()
@@ -613,6 +616,24 @@ class RedisRace(_RaceCase):
         self.assertRecord(self.request(s), "cache", 3, False)
         self.assertLogClean()
 
+    def test_4_merge_after_announce(self):
+        """A request that arrives after v=2 was announced must not be merged
+        into a lookup sent before it: it would be answered with v=1."""
+        s = "cust-race-merge"
+        self.write_and_wait(s, "marketing=0")
+        held, join_a = self.hold_lookup(s)
+        self.assertEqual(record_of(held.reply), {"v": "1", "marketing": "0"})
+        v2, _, _ = self.write_and_wait(s, "marketing=1")
+        self.assertEqual(v2, 2)
+        join_b = self.request_in_thread(s)   # after the announcement
+        time.sleep(0.1)
+        self.release_after(held)
+        a, b = join_a(), join_b()
+        self.assertRecord(a, "redis", 1, False)
+        self.assertRecord(b, "redis", 2, True, "a request that came after v=2 was "
+                          "announced was answered with the v=1 read sent before")
+        self.assertLogClean()
+
 
 class RedisRaceEviction(_RaceCase):
     """The race when the subject's node is evicted while its read is held
@@ -702,6 +723,75 @@ class RedisRaceEviction(_RaceCase):
                           "the v=2 read, sent before %s's node was evicted, was cached: the "
                           "eviction did not stamp %s's slot of announced_ms" % (s, s))
         self.assertRecord(self.request(s), "cache", 3, False)  # and v=3 is cached
+        self.assertLogClean()
+
+
+FLUSH_TRIES = 6
+
+
+def resp_command(*args):
+    return b"*%d\r\n" % len(args) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args))
+
+
+class FlushClock(_RaceCase):
+    """A "*" must make stale every read sent before it, whichever worker sent
+    it. The subscriber (worker 0) stamps valid_since with its clock; under
+    timer_resolution a worker's cached ngx_current_msec is its last tick, up
+    to the resolution old, so worker 0's could lag behind the clock another
+    worker stamped its read with. Two workers; in each round, each reads a
+    subject of its own right after a SIGALRM (a tick at a chosen moment),
+    worker 0 first or last; then a raw HSET of both records and a "*";
+    then neither may be served from the cache. Unfixed, a round with
+    worker 0 first failed (the "*" stamped worker 0's tick, older than the
+    other worker's read)."""
+
+    WORKERS = 2
+    LISTEN = " reuseport"
+    MAIN = "timer_resolution 500ms;\n"
+
+    def test_flush_makes_earlier_reads_stale(self):
+        conns = {}
+        for _ in range(50):
+            c = KeepAlive(self.ngx.port)
+            self.addCleanup(c.close)
+            conns.setdefault(c.pid, c)
+            if len(conns) == 2:
+                break
+        self.assertEqual(len(conns), 2, "all connections went to one worker")
+        rs = socket.create_connection(("127.0.0.1", self.redis.port), timeout=5)
+        self.addCleanup(rs.close)
+        stale = []
+        for i in range(FLUSH_TRIES):
+            # idle for a tick: a tick that comes while a worker is busy leaves
+            # its clock updated after every event until one comes while idle
+            time.sleep(0.6)
+            subjects = {}
+            order = sorted(conns.items(), reverse=i % 2 == 1)  # worker 0 first, or last
+            for pid, c in order:
+                # a tick of this worker's timer_resolution now (SIGALRM is
+                # what nginx's interval timer sends): its clock is current,
+                # worker 0's is as old as its last tick
+                sub = "cust-flush-%02d-%d" % (i, pid)
+                # raw: an announcement would make worker 0 read the clock
+                self.redis.cli("HSET", "consent:{%s}" % sub, "marketing", "0", "v", "1")
+                os.kill(pid, signal.SIGALRM)
+                time.sleep(0.002)
+                self.assertRecord(self.request(sub, c), "redis", 1, False)
+                subjects[pid] = sub
+            before = self.metric("consent_updates_applied_total")
+            # the records change without an announcement of their own, then "*"
+            rs.sendall(b"".join(resp_command("HSET", "consent:{%s}" % sub,
+                                              "marketing", "1", "v", "2")
+                                 for sub in subjects.values())
+                       + resp_command("PUBLISH", "consent:updates", "*"))
+            self.wait_applied(before)
+            for pid, c in conns.items():
+                r = self.request(subjects[pid], c)
+                if r.source == "cache":
+                    stale.append((i, pid, r))
+        self.assertEqual(stale, [], "reads sent before the \"*\" were served "
+                         "from the cache after it")
         self.assertLogClean()
 
 

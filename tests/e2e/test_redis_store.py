@@ -946,5 +946,40 @@ class T7SlowTimeout(LogCheck, RedisStoreBase):
         self.assertLessEqual(calls, 2, "more HGETALLs than workers")
 
 
+
+class T8ReloadReordersPurposes(LogCheck, RedisStoreBase):
+    """A reload that declares the purposes in another order reuses the cache
+    zone (same name and size): a record cached under the old order must not
+    be read under the new one (purposes are bits by declaration order)."""
+
+    def test_reordered_purposes_not_read_from_old_cache(self):
+        s = "cust-reorder-1"
+        self.set_record(s, "marketing=1", "analysis=0")
+        want = "service,marketing,personalization"
+        self.assertDecision(self.ok(s), "redis", want, "1", s)
+        self.assertDecision(self.ok(s), "cache", want, "1", s)
+        # marketing before analysis now: their bits trade places
+        text = HTTP_TEXT.replace(
+            "    consent_purpose analysis denied;\n"
+            "    consent_purpose marketing denied gpc;\n",
+            "    consent_purpose marketing denied gpc;\n"
+            "    consent_purpose analysis denied;\n")
+        self.assertNotEqual(text, HTTP_TEXT)
+        headers = "".join("            proxy_set_header %s %s;\n" % hv for hv in VARS)
+        self.ngx.write_config(
+            text.format(d=self.ngx.dir, redis=self.redis_directive(),
+                        on_failure=self.on_failure),
+            SERVERS.format(port=self.ngx.port, up=self.up.port, headers=headers))
+        old = set(self.ngx.worker_pids())
+        self.assertTrue(self.ngx.reload(), self.ngx.error_log()[-2000:])
+        deadline = time.monotonic() + H.slow(10)
+        while time.monotonic() < deadline and any(H._alive(p) for p in old):
+            time.sleep(0.05)
+        self.wait_gauge(self.ngx, 1, 3.0)
+        r = self.ok(s)
+        # the same record, whatever the source: marketing granted, analysis not
+        self.assertEqual((r.purposes, r.version), (want, "1"), repr(r))
+
+
 if __name__ == "__main__":
     unittest.main(argv=H.parse_args(), verbosity=2)
