@@ -25,6 +25,7 @@ typedef struct {
     ngx_queue_t                    queue;    /* LRU, most recent first */
     consent::CacheSlot             slot;
     uint32_t                       purposes;  /* crc of the layout of slot.record */
+    uint64_t                       announced_ms;  /* the last announcement into it */
     u_char                         len;
     u_char                         subject[consent::kMaxSubject];
 } ngx_http_consent_cache_node_t;
@@ -234,6 +235,7 @@ ngx_http_consent_cache_node(ngx_http_consent_cache_t *cache,
     ngx_memzero(&n->node, sizeof(ngx_rbtree_node_t));
     new (&n->slot) consent::CacheSlot();
     n->purposes = cache->purposes;
+    n->announced_ms = 0;
     n->node.key = hash;
     n->len = (u_char) subject.size();
     ngx_memcpy(n->subject, subject.data(), subject.size());
@@ -330,15 +332,21 @@ ngx_http_consent_cache_announce(ngx_shm_zone_t *zone, std::string_view subject,
     n = ngx_http_consent_cache_find(cache, subject, hash);
 
     if (n) {
+        /*
+         * The version rules what may be stored; the time, what a request
+         * may join (ngx_http_consent_cache_announced_since()). The node's
+         * own time, not its slot's: stamping the shared slot would also
+         * keep out of the cache a read sent in this very millisecond,
+         * though it reads the announced version.
+         */
         consent::slot_announce(&n->slot, version);
-    }
+        ngx_time_update();
+        n->announced_ms = (uint64_t) ngx_current_msec;
 
-    /*
-     * A lookup may be in flight: see announced_ms. With a node too, so that
-     * a request arriving from now on is not merged into a lookup sent
-     * before (ngx_http_consent_cache_announced_since()).
-     */
-    ngx_http_consent_cache_stamp(cache, hash);
+    } else {
+        /* a lookup may be in flight: see announced_ms */
+        ngx_http_consent_cache_stamp(cache, hash);
+    }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }
@@ -348,15 +356,23 @@ ngx_uint_t
 ngx_http_consent_cache_announced_since(ngx_shm_zone_t *zone,
     std::string_view subject, uint64_t ms)
 {
-    uint32_t                   hash;
-    ngx_uint_t                 since;
-    ngx_http_consent_cache_t  *cache;
+    uint32_t                        hash;
+    ngx_uint_t                      since;
+    ngx_http_consent_cache_t       *cache;
+    ngx_http_consent_cache_node_t  *n;
 
     cache = (ngx_http_consent_cache_t *) zone->data;
     hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
 
     ngx_shmtx_lock(&cache->shpool->mutex);
+
     since = *ngx_http_consent_cache_announced(cache, hash) >= ms;
+
+    if (!since) {
+        n = ngx_http_consent_cache_find(cache, subject, hash);
+        since = n && n->announced_ms >= ms;
+    }
+
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
     return since;

@@ -34,7 +34,8 @@ ngx_uint_t ngx_http_consent_cache_store(ngx_shm_zone_t *zone,
 void ngx_http_consent_cache_announce(ngx_shm_zone_t *zone,
     std::string_view subject, uint64_t version, ngx_cycle_t *cycle);
 
-/* The subject (or one sharing its slot) was announced at or after ms. */
+/* The subject was announced at or after ms (by its node, or by its slot of
+ * announced_ms: another subject sharing it, or an eviction, counts too). */
 ngx_uint_t ngx_http_consent_cache_announced_since(ngx_shm_zone_t *zone,
     std::string_view subject, uint64_t ms);
 

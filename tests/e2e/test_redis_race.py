@@ -634,6 +634,29 @@ class RedisRace(_RaceCase):
                           "announced was answered with the v=1 read sent before")
         self.assertLogClean()
 
+    def test_5_merge_after_announce_cached_subject(self):
+        """test_4 for a subject with a node: the announcement goes into the
+        node (its version and time), not into the slot table, and must keep
+        a later request out of the lookup sent before it all the same."""
+        s = "cust-race-merge-node"
+        self.write_and_wait(s, "marketing=0")
+        self.assertRecord(self.request(s), "redis", 1, False)
+        self.assertRecord(self.request(s), "cache", 1, False)   # s has a node
+        v2, _, _ = self.write_and_wait(s, "marketing=1")        # the node goes stale
+        self.assertEqual(v2, 2)
+        held, join_a = self.hold_lookup(s)
+        self.assertEqual(record_of(held.reply), {"v": "2", "marketing": "1"})
+        v3, _, _ = self.write_and_wait(s, "marketing=0")
+        self.assertEqual(v3, 3)
+        join_b = self.request_in_thread(s)   # after the announcement of v=3
+        time.sleep(0.1)
+        self.release_after(held)
+        a, b = join_a(), join_b()
+        self.assertRecord(a, "redis", 2, True)
+        self.assertRecord(b, "redis", 3, False, "a request that came after v=3 was "
+                          "announced into the node was answered with the v=2 read sent before")
+        self.assertLogClean()
+
 
 class RedisRaceEviction(_RaceCase):
     """The race when the subject's node is evicted while its read is held
