@@ -334,6 +334,13 @@ ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL) {
         /* connection lost: its own counter says so */
 
+    } else if (w->lookup.close_event.posted) {
+        /*
+         * The connection is being closed for a failed handshake step: a
+         * reply that came in the same read was queued behind it, and after
+         * a failed SELECT it is another database's record.
+         */
+
     } else if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "consent: redis lookup: %*s", (size_t) reply->len,

@@ -813,6 +813,41 @@ class T5Db3(LogCheck, RedisStoreBase):
         self.assertDecision(r, "redis", DEFAULTS, v, s)
 
 
+class T5bBadDb(LogCheck, RedisStoreBase):
+    """consent_redis ... db=99, beyond the server's 16 databases: SELECT
+    fails. A lookup queued behind the handshake of a worker's first
+    connection gets its reply in the same read as SELECT's error; that reply
+    comes from database 0 and must not be taken for the subject's record."""
+
+    db = 99
+    redis_opts = "timeout=%s connect_timeout=%s" % (H.slow_ms(3000), H.slow_ms(3000))
+    wait_subscription = False
+
+    def test_reply_behind_failed_select_is_a_failure(self):
+        s = "cust-baddb"
+        self.hset(s, "v", "5", "marketing", "1", db=0)
+        self.redis.sigstop()
+        self.addCleanup(self.redis.sigcont)
+        ngx = self.make_nginx()
+        self.addCleanup(ngx.cleanup)
+        ngx.start()   # each worker connects; AUTH/SELECT/PING wait in Redis
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("r", self.request(s, ngx=ngx)),
+                             daemon=True)
+        t.start()
+        time.sleep(H.slow(0.5))   # the request's HGETALL is queued behind them
+        self.redis.sigcont()
+        t.join(H.slow(10))
+        r = box.get("r")
+        self.assertIsNotNone(r, "the request did not finish")
+        self.assertEqual(r.status, 200, r)
+        self.assertNotEqual(r.version, "5", "database 0's record was taken: %r" % r)
+        self.assertDecision(r, "failure", "", "", s)
+        m = self.status_of(ngx)
+        self.assertGreaterEqual(self.m(m, "consent_redis_errors_total", kind="reply"), 1)
+        self.assertLogClean(ngx)
+
+
 class T6Unix(LogCheck, RedisStoreBase):
     """11: consent_redis unix:/path."""
 
