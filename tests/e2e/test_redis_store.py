@@ -75,10 +75,11 @@ SLOW_CONNECT = "" if H.SLOWDOWN == 1 else " connect_timeout=" + H.slow_ms(200)
 BAD_LOG = ("[alert]", "[crit]", "[emerg]", "signal 11", "exited on signal")
 
 
-def nginx_config(ngx, up_port, redis_directive, on_failure="deny"):
+def nginx_config(ngx, up_port, redis_directive, on_failure="deny", extra_http=""):
     headers = "".join("            proxy_set_header %s %s;\n" % hv for hv in VARS)
     ngx.write_config(
-        HTTP_TEXT.format(d=ngx.dir, redis=redis_directive, on_failure=on_failure),
+        HTTP_TEXT.format(d=ngx.dir, redis=redis_directive, on_failure=on_failure)
+        + extra_http,
         SERVERS.format(port=ngx.port, up=up_port, headers=headers))
 
 
@@ -128,6 +129,7 @@ class RedisStoreBase(unittest.TestCase):
     module_password = None     # password= in consent_redis (None: redis_password)
     db = None                  # db= in consent_redis
     on_failure = "deny"
+    extra_http = ""            # more http-level directives
     k1 = pk = None
     redis_up = True            # False: consent_redis points at nothing
     wait_subscription = True
@@ -173,7 +175,8 @@ class RedisStoreBase(unittest.TestCase):
             for name, src in (("k1.key", cls.k1), ("p.key", cls.pk)):
                 with open(src) as f:
                     ngx.write_file(name, f.read())
-        nginx_config(ngx, cls.up.port, cls.redis_directive(password), cls.on_failure)
+        nginx_config(ngx, cls.up.port, cls.redis_directive(password), cls.on_failure,
+                     cls.extra_http)
         return ngx
 
     # -- helpers ------------------------------------------------------------
@@ -1014,6 +1017,56 @@ class T8ReloadReordersPurposes(LogCheck, RedisStoreBase):
         r = self.ok(s)
         # the same record, whatever the source: marketing granted, analysis not
         self.assertEqual((r.purposes, r.version), (want, "1"), repr(r))
+
+
+class T9PrefixAndChannel(LogCheck, RedisStoreBase):
+    """consent_redis_prefix and consent_redis_channel other than the defaults:
+    the record is read from PREFIX{subject}, and updates are heard on that
+    channel only (interface.md: nginx directives, consent records)."""
+
+    prefix = "app1:"
+    channel = "app1:consent-updates"
+    extra_http = ("    consent_redis_prefix %s;\n    consent_redis_channel %s;\n"
+                  % (prefix, channel))
+
+    def set_here(self, subject, *fields):
+        out = self.ctl("set", "--prefix", self.prefix, "--channel", self.channel,
+                       subject, *fields)
+        self.assertRegex(out, r"^v=\d+$")
+        return out[2:]
+
+    def test_01_record_read_from_prefix_key(self):
+        s = "cust-prefix-1"
+        # a record under the default prefix is not this edge's
+        self.set_record(s, "marketing=1")
+        self.assertDecision(self.ok(s), "default", DEFAULTS, "", s)
+        self.redis.cli("PUBLISH", self.channel, "*")
+        v = self.set_here(s, "analysis=1")
+        r, _ = self.wait_source(s, ("redis",), 1.0)
+        self.assertDecision(r, "redis", ALL.replace("marketing,", ""), v, s)
+        self.assertEqual(self.redis.cli("HGET", "%s{%s}" % (self.prefix, s), "v"), [v])
+
+    def test_02_updates_heard_on_the_configured_channel(self):
+        s = "cust-channel-2"
+        self.set_here(s, "analysis=1")
+        self.assertEqual(self.ok(s).source, "redis")
+        self.assertEqual(self.ok(s).source, "cache")
+        # announced on the default channel: not this edge's channel
+        self.hset_here(s, "v", "2", "analysis", "0")
+        self.redis.cli("PUBLISH", CHANNEL, "%s 2" % s)
+        time.sleep(H.slow(0.2))
+        self.assertDecision(self.ok(s), "cache", ALL.replace("marketing,", ""), "1")
+        # announced on the configured one: the cached record is dropped
+        v = self.set_here(s, "analysis=0")
+        r, _ = self.wait_source(s, ("redis",), 1.0)
+        self.assertDecision(r, "redis", DEFAULTS, v, s)
+        # and "*" there drops the whole cache
+        self.assertEqual(self.ok(s).source, "cache")
+        self.assertGreaterEqual(int(self.redis.cli("PUBLISH", self.channel, "*")[0]), 1)
+        self.wait_source(s, ("redis",), 1.0)
+
+    def hset_here(self, subject, *pairs):
+        self.redis.cli("HSET", "%s{%s}" % (self.prefix, subject), *pairs)
 
 
 if __name__ == "__main__":

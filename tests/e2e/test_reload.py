@@ -18,7 +18,7 @@ import harness as H  # noqa: E402
 SUBJECT = "cust-reload-0001"
 
 HTTP = """
-    consent_key 1 {d}/k1.key issue;
+    consent_key 1 {d}/k1.key{issue};
     consent_key 2 {d}/k2.key;
     {extra_keys}
     consent_pseudonym_key {d}/p.key;
@@ -60,9 +60,9 @@ class TestReload(unittest.TestCase):
         self.configure("")
         self.ngx.start()
 
-    def configure(self, extra_keys):
+    def configure(self, extra_keys, issue=" issue"):
         d = self.ngx.dir
-        self.ngx.write_config(HTTP.format(d=d, extra_keys=extra_keys.format(d=d)),
+        self.ngx.write_config(HTTP.format(d=d, issue=issue, extra_keys=extra_keys.format(d=d)),
                               SERVERS.format(port=self.ngx.port, up=self.up.port))
 
     def check(self, token, want_status, want_subject):
@@ -138,6 +138,40 @@ class TestReload(unittest.TestCase):
         s = H.Seen(self.ngx.get("/p", [("Cookie", "a=1; vid=" + value)]))
         self.assertEqual((s.one("X-Consent-Status"), s.one("X-Consent-Subject-Id")),
                          ("valid", SUBJECT))
+
+    def uid_cookie_key_id(self):
+        """The key id of the UID cookie set after a PURL visit."""
+        t1 = H.mint(self.k1, 1, SUBJECT)
+        r = self.ngx.get("/p?ctk=" + t1)
+        vid = [c for c in r.set_cookies() if c.startswith("vid=")]
+        self.assertEqual(len(vid), 1, r.set_cookies())
+        rc, js = H.inspect(vid[0].split(";")[0][len("vid="):],
+                           (1, self.k1), (2, self.k2), (3, self.k3))
+        self.assertEqual((rc, js["status"], js["kind"]), (0, "valid", "uid"), js)
+        return js["kid"]
+
+    def reload_and_settle(self):
+        """A reload, then until the old workers are gone: until they have
+        closed their listening sockets, they may still take a connection."""
+        old = set(self.ngx.worker_pids())
+        self.assertTrue(self.ngx.reload(), self.ngx.error_log()[-2000:])
+        deadline = time.time() + H.slow(15)
+        while any(H._alive(pid) for pid in old) and time.time() < deadline:
+            time.sleep(0.02)
+
+    def test_issuing_key_is_marked_else_last_declared(self):
+        """consent_key: the key marked `issue`, else the last declared one,
+        signs new UID cookies (interface.md, nginx directives)."""
+        self.assertEqual(self.uid_cookie_key_id(), 1)      # 1 marked issue
+        self.configure("", issue="")                       # keys 1, 2: none marked
+        self.reload_and_settle()
+        self.assertEqual(self.uid_cookie_key_id(), 2)
+        self.configure("consent_key 3 {d}/k3.key;", issue="")
+        self.reload_and_settle()
+        self.assertEqual(self.uid_cookie_key_id(), 3)
+        self.configure("consent_key 3 {d}/k3.key;")        # 1 marked again
+        self.reload_and_settle()
+        self.assertEqual(self.uid_cookie_key_id(), 1)
 
     def test_bad_reload_keeps_old_configuration(self):
         t1 = H.mint(self.k1, 1, SUBJECT)
