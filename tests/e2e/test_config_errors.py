@@ -129,6 +129,16 @@ class TestConfigErrors(unittest.TestCase):
         self.assertRefused(BASE_HTTP + "consent_key 3 {d}/keydir;",
                            [r"consent_key", r"keydir", r"(?i)regular file|directory|cannot read|cannot open"])
 
+    def test_key_file_fifo_refused_without_hanging(self):
+        # opening a FIFO waits for a writer: nginx -t (or a reload) hung
+        if not os.path.exists(self.ngx.path("fifo.key")):
+            os.mkfifo(self.ngx.path("fifo.key"), 0o600)
+        for line in ("consent_key 3 {d}/fifo.key;", None):
+            http_text = BASE_HTTP + line if line else BASE_HTTP.replace("{d}/p.key", "{d}/fifo.key")
+            with self.subTest(line or "consent_pseudonym_key"):
+                self.assertRefused(http_text, [r"consent_(pseudonym_)?key", r"fifo\.key",
+                                               r"(?i)regular file"])
+
     def test_key_file_malformed(self):
         cases = [
             ("short hex", "xchacha20poly1305 abcdef\n", r"(?i)64 hex|hex|malformed|invalid"),
