@@ -5,6 +5,7 @@
 // exactly as any other writer does.
 #include <hiredis/hiredis.h>
 #include <sys/time.h>
+#include <sys/un.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -59,6 +60,10 @@ Address parse_address(const std::string& s) {
         a.unix_socket = true;
         a.host = s.substr(5);
         if (a.host.empty()) throw UsageError("--redis '" + s + "': missing socket path after unix:");
+        // hiredis would cut a longer path short and connect elsewhere
+        if (a.host.size() >= sizeof(sockaddr_un::sun_path))
+            throw UsageError("--redis '" + s + "': socket path longer than " +
+                             std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
         return a;
     }
     std::string port;

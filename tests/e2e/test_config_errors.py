@@ -277,6 +277,36 @@ class TestConfigErrors(unittest.TestCase):
         self.assertRefused(BASE_HTTP + "consent_strip_args marketing;",
                            [r"consent_strip_args"])
 
+    # ---- consent_redis and empty names -----------------------------------------------------
+
+    def test_redis_empty_password(self):
+        # accepted before, and then no AUTH was sent at all
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6379 password=;",
+                           [r"consent_redis", r"(?i)empty password", r'"password="'])
+
+    def test_redis_unix_path_too_long(self):
+        # accepted before; hiredis cut the path at 107 bytes and connected there
+        path = "/tmp/" + "s" * 120 + ".sock"
+        self.assertRefused(BASE_HTTP + "consent_redis unix:%s;" % path,
+                           [r"consent_redis", re.escape(path), r"(?i)too long"])
+        self.config(BASE_HTTP + "consent_redis unix:/tmp/%s;" % ("s" * 102))  # 107 bytes: fine
+        rc, out = self.ngx.test_config()
+        self.assertEqual(rc, 0, out)
+
+    def test_empty_token_arg_and_channel(self):
+        # an empty token argument matched nothing: tokens silently ignored;
+        # an empty channel is one consentctl cannot publish to
+        for directive, where in (("consent_token_arg", "http"), ("consent_token_arg", "location"),
+                                 ("consent_redis_channel", "http")):
+            with self.subTest(directive=directive, where=where):
+                line = '%s "";' % directive
+                if where == "http":
+                    self.assertRefused(BASE_HTTP + line, [directive, r"(?i)empty"])
+                else:
+                    servers = SERVER.format(port=self.ngx.port, server_text="").replace(
+                        "location / {", "location / { " + line, 1)
+                    self.assertRefused(BASE_HTTP, [directive, r"(?i)empty"], servers=servers)
+
     # ---- contexts -------------------------------------------------------------------------
 
     def test_http_only_directives_refused_in_location(self):

@@ -379,7 +379,9 @@ class ConsentctlRedis(unittest.TestCase):
             with self.subTest(args=args):
                 self.ctl(*args, rc=2)
         for args in [("get", "--redis", "nohost:", "x"), ("get", "--redis", "127.0.0.1:99999", "x"),
-                     ("get", "--redis", "unix:", "x"), ("set", "--redis", "host:port", "x", "a=1")]:
+                     ("get", "--redis", "unix:", "x"), ("set", "--redis", "host:port", "x", "a=1"),
+                     # longer than sun_path: hiredis would connect to a cut-short path
+                     ("get", "--redis", "unix:/tmp/" + "s" * 120 + ".sock", "x")]:
             with self.subTest(args=args):
                 r = run_ctl(*args)
                 self.assertEqual(r.returncode, 2, r.stderr)
