@@ -646,6 +646,30 @@ ngx_http_consent_strip(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return (char *) NGX_CONF_ERROR;
             }
 
+            /*
+             * A cookie name ends at the first '=' or ';' and is trimmed of
+             * blanks: such a pattern would never match, silently.
+             */
+            if (cmd->offset == offsetof(ngx_http_consent_loc_conf_t,
+                                        strip_cookies)
+                && value[i].len
+                && (ngx_strlchr(value[i].data, value[i].data + value[i].len,
+                                ';') != NULL
+                    || ngx_strlchr(value[i].data,
+                                   value[i].data + value[i].len, '=')
+                       != NULL
+                    || value[i].data[0] == ' ' || value[i].data[0] == '\t'
+                    || value[i].data[value[i].len - 1] == ' '
+                    || value[i].data[value[i].len - 1] == '\t'))
+            {
+                ngx_http_consent_conf_error(cf, "\"%V\": invalid pattern "
+                                            "\"%V\": a cookie name never "
+                                            "contains ';' or '=' nor begins "
+                                            "or ends with a blank",
+                                            &cmd->name, &value[i]);
+                return (char *) NGX_CONF_ERROR;
+            }
+
             if (!(*rules)->add((unsigned) purpose,
                                std::string_view((char *) value[i].data,
                                                 value[i].len),

@@ -273,6 +273,18 @@ class TestConfigErrors(unittest.TestCase):
         self.assertRefused(BASE_HTTP + "consent_strip_args marketing ut*m;",
                            [r"consent_strip_args", r"ut\*m", REASON])
 
+    def test_cookie_pattern_that_can_never_match(self):
+        # a cookie name ends at '=' or ';' and is trimmed: accepted before,
+        # and silently never matched
+        for pattern in ("a;b", "a=b", "_ga=*", " _ga", "_ga "):
+            with self.subTest(pattern=pattern):
+                self.assertRefused(BASE_HTTP + 'consent_strip_cookies analysis "%s";' % pattern,
+                                   [r"consent_strip_cookies", re.escape(pattern), r"(?i)invalid pattern"])
+        # the same names are fine as arguments (they may come percent-encoded)
+        self.config(BASE_HTTP + 'consent_strip_args analysis "a;b" "a=b";')
+        rc, out = self.ngx.test_config()
+        self.assertEqual(rc, 0, out)
+
     def test_strip_without_pattern(self):
         self.assertRefused(BASE_HTTP + "consent_strip_args marketing;",
                            [r"consent_strip_args"])
