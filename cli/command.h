@@ -41,6 +41,10 @@ struct Command {
     std::set<std::string> options;
 };
 
+// Flushes stdout; Failure "cannot write to stdout: REASON" (a full disk, a
+// closed stdout) followed by `done` when the operation itself took place.
+void flush_stdout(const std::string& done = "");
+
 const std::vector<Command>& token_commands();  // keygen, pseudonym-keygen, mint, inspect
 const std::vector<Command>& redis_commands();  // set, get, erase, watch (consent records in Redis)
 

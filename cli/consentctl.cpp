@@ -1,4 +1,5 @@
 // consentctl: the operator's tool for keys, tokens and consent records.
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -18,6 +19,15 @@ std::string Args::get(const std::string& name, const std::string& def) const {
 std::string Args::need(const std::string& name) const {
     if (!has(name)) throw UsageError(name + " is required");
     return get(name);
+}
+
+void flush_stdout(const std::string& done) {
+    errno = 0;
+    if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return;
+    const int e = errno;
+    std::clearerr(stdout);
+    throw Failure(std::string("cannot write to stdout: ") + (e ? std::strerror(e) : "write error") +
+                  (done.empty() ? "" : "; " + done));
 }
 
 Args parse_args(int argc, char** argv, const std::set<std::string>& valid) {
@@ -86,6 +96,10 @@ int main(int argc, char** argv) {
     const std::string name = argv[1];
     if (name == "--help" || name == "-h" || name == "help") {
         print_usage(stdout);
+        if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+            std::fprintf(stderr, "consentctl: cannot write to stdout: %s\n", std::strerror(errno));
+            return 1;
+        }
         return 0;
     }
     const Command* cmd = find_command(name);
@@ -95,9 +109,14 @@ int main(int argc, char** argv) {
             const Args args = parse_args(argc - 2, argv + 2, c.options);
             if (args.help) {
                 std::fputs(c.usage, stdout);
+                flush_stdout();
                 return 0;
             }
-            return c.run(args);
+            // A result that never reached stdout (keygen > full disk) is a
+            // failed operation, not a success with an empty key file.
+            const int rc = c.run(args);
+            flush_stdout();
+            return rc;
         } catch (const UsageError& e) {
             std::fprintf(stderr, "consentctl %s: %s; try 'consentctl %s --help'\n", c.name, e.what(), c.name);
             return 2;

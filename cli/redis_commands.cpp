@@ -5,7 +5,9 @@
 // exactly as any other writer does.
 #include <hiredis/hiredis.h>
 #include <sys/time.h>
+#include <sys/un.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -58,6 +60,10 @@ Address parse_address(const std::string& s) {
         a.unix_socket = true;
         a.host = s.substr(5);
         if (a.host.empty()) throw UsageError("--redis '" + s + "': missing socket path after unix:");
+        // hiredis would cut a longer path short and connect elsewhere
+        if (a.host.size() >= sizeof(sockaddr_un::sun_path))
+            throw UsageError("--redis '" + s + "': socket path longer than " +
+                             std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
         return a;
     }
     std::string port;
@@ -91,6 +97,12 @@ struct ReplyFree {
 };
 using Reply = std::unique_ptr<redisReply, ReplyFree>;
 
+// The connection failed or timed out: unlike an error reply, the command
+// may or may not have run.
+struct ConnectionLost : Failure {
+    using Failure::Failure;
+};
+
 struct ContextFree {
     void operator()(redisContext* c) const { redisFree(c); }
 };
@@ -118,6 +130,7 @@ public:
     // {0, 0}: block forever (watch).
     void set_timeout(timeval tv) {
         if (redisSetTimeout(ctx_.get(), tv) != REDIS_OK) throw Failure("Redis at " + where_ + ": " + ctx_->errstr);
+        timeout_ = tv;
     }
 
     // Sends one command, binary-safe; Failure on a lost connection or an
@@ -129,29 +142,39 @@ public:
             argv.push_back(s.data());
             lens.push_back(s.size());
         }
+        errno = 0;
         Reply r(static_cast<redisReply*>(
             redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-        check(r, args[0]);
+        check(r, args[0], errno);
         return r;
     }
 
     // The next reply pushed by the server (a subscription's messages).
     Reply next() {
         void* raw = nullptr;
+        errno = 0;
         if (redisGetReply(ctx_.get(), &raw) != REDIS_OK) raw = nullptr;
         Reply r(static_cast<redisReply*>(raw));
-        check(r, "SUBSCRIBE");
+        check(r, "SUBSCRIBE", errno);
         return r;
     }
 
 private:
-    void check(const Reply& r, const std::string& what) {
-        if (!r) throw Failure("Redis at " + where_ + ": " + (ctx_->errstr[0] ? ctx_->errstr : "connection lost"));
+    // `err`: errno right after the call. A read that ran into the socket
+    // timeout reports EAGAIN ("Resource temporarily unavailable"); say
+    // what it means instead.
+    void check(const Reply& r, const std::string& what, int err) {
+        if (!r && ctx_->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK))
+            throw ConnectionLost("Redis at " + where_ + ": no reply to " + what + " within " +
+                                 std::to_string(timeout_.tv_sec) + "s");
+        if (!r)
+            throw ConnectionLost("Redis at " + where_ + ": " + (ctx_->errstr[0] ? ctx_->errstr : "connection lost"));
         if (r->type == REDIS_REPLY_ERROR)
             throw Failure("Redis " + what + " failed: " + std::string(r->str, r->len));
     }
 
     std::string where_;
+    timeval timeout_ = {0, 0};
     std::unique_ptr<redisContext, ContextFree> ctx_;
 };
 
@@ -192,7 +215,13 @@ long long write_record(const Args& a, const std::string& subject, const char* mo
     Redis redis(a);
     std::vector<std::string> cmd = {"EVAL", kWriteScript, "1", key, channel, subject, mode};
     cmd.insert(cmd.end(), fields.begin(), fields.end());
-    const Reply r = redis.command(cmd);
+    Reply r;
+    try {
+        r = redis.command(cmd);
+    } catch (const ConnectionLost& e) {
+        // The script may have run before the reply was lost: say so.
+        throw Failure(std::string(e.what()) + "; the change may or may not have been applied, check with 'consentctl get'");
+    }
     if (r->type != REDIS_REPLY_INTEGER) throw Failure("the write script returned no version");
     return r->integer;
 }
@@ -252,14 +281,18 @@ int cmd_set(const Args& a) {
         fields.push_back(exp);
     }
     if (fields.empty()) throw UsageError("nothing to set: give PURPOSE=1|0 or --exp");
-    std::printf("v=%lld\n", write_record(a, subject, "merge", fields));
+    const long long v = write_record(a, subject, "merge", fields);
+    std::printf("v=%lld\n", v);
+    flush_stdout("the record was written as v=" + std::to_string(v));
     return 0;
 }
 
 int cmd_erase(const Args& a) {
     if (a.positional.size() != 1) throw UsageError("expected exactly one SUBJECT");
     const std::string subject = subject_arg(a.positional[0]);
-    std::printf("v=%lld\n", write_record(a, subject, "replace", {"erased", "1"}));
+    const long long v = write_record(a, subject, "replace", {"erased", "1"});
+    std::printf("v=%lld\n", v);
+    flush_stdout("the record was erased as v=" + std::to_string(v));
     return 0;
 }
 
@@ -302,7 +335,7 @@ int cmd_watch(const Args& a) {
         if (payload->type != REDIS_REPLY_STRING) continue;
         std::fwrite(payload->str, 1, payload->len, stdout);
         std::fputc('\n', stdout);
-        if (std::fflush(stdout) != 0) throw Failure("cannot write to stdout");
+        flush_stdout();
     }
 }
 

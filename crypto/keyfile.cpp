@@ -77,7 +77,10 @@ bool parse_pseudonym_key_text(std::string_view text, KeyBytes* key, std::string*
 }
 
 long read_secret_file(const char* path, char* buf, size_t cap, std::string* err) {
-    const int fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    // O_NONBLOCK: opening a FIFO (or a device) would otherwise wait for a
+    // writer, and hang nginx -t, a reload or consentctl; it is refused below
+    // as not a regular file. A regular file reads the same either way.
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         *err = std::string("cannot open: ") + std::strerror(errno);
         return -1;

@@ -30,6 +30,13 @@ static char *ngx_http_consent_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent_on_failure(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_consent_not_empty(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+/* a name that matches nothing, or a channel consentctl cannot publish to */
+static ngx_conf_post_t  ngx_http_consent_not_empty_post =
+    { ngx_http_consent_not_empty };
 
 
 ngx_command_t  ngx_http_consent_commands[] = {
@@ -74,7 +81,7 @@ ngx_command_t  ngx_http_consent_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_consent_main_conf_t, redis_channel),
-      NULL },
+      &ngx_http_consent_not_empty_post },
 
     { ngx_string("consent_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
@@ -102,7 +109,7 @@ ngx_command_t  ngx_http_consent_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_consent_loc_conf_t, token_arg),
-      NULL },
+      &ngx_http_consent_not_empty_post },
 
     { ngx_string("consent_uid_cookie"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -639,6 +646,30 @@ ngx_http_consent_strip(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return (char *) NGX_CONF_ERROR;
             }
 
+            /*
+             * A cookie name ends at the first '=' or ';' and is trimmed of
+             * blanks: such a pattern would never match, silently.
+             */
+            if (cmd->offset == offsetof(ngx_http_consent_loc_conf_t,
+                                        strip_cookies)
+                && value[i].len
+                && (ngx_strlchr(value[i].data, value[i].data + value[i].len,
+                                ';') != NULL
+                    || ngx_strlchr(value[i].data,
+                                   value[i].data + value[i].len, '=')
+                       != NULL
+                    || value[i].data[0] == ' ' || value[i].data[0] == '\t'
+                    || value[i].data[value[i].len - 1] == ' '
+                    || value[i].data[value[i].len - 1] == '\t'))
+            {
+                ngx_http_consent_conf_error(cf, "\"%V\": invalid pattern "
+                                            "\"%V\": a cookie name never "
+                                            "contains ';' or '=' nor begins "
+                                            "or ends with a blank",
+                                            &cmd->name, &value[i]);
+                return (char *) NGX_CONF_ERROR;
+            }
+
             if (!(*rules)->add((unsigned) purpose,
                                std::string_view((char *) value[i].data,
                                                 value[i].len),
@@ -710,6 +741,16 @@ ngx_http_consent_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         rs->unix_path.data = value[1].data + 5;
         rs->unix_path.len = value[1].len - 5;
 
+        /* hiredis would cut a longer path short and connect elsewhere */
+        if (rs->unix_path.len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
+            ngx_http_consent_conf_error(cf, "\"consent_redis\": unix socket "
+                                        "path \"%V\" is too long, at most %uz "
+                                        "bytes", &rs->unix_path,
+                                        sizeof(((struct sockaddr_un *) 0)
+                                                   ->sun_path) - 1);
+            return (char *) NGX_CONF_ERROR;
+        }
+
     } else {
         ngx_memzero(&u, sizeof(ngx_url_t));
         u.url = value[1];
@@ -757,6 +798,13 @@ ngx_http_consent_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         } else if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
             rs->password.data = value[i].data + 9;
             rs->password.len = value[i].len - 9;
+
+            /* an empty one would silently send no AUTH at all */
+            if (rs->password.len == 0) {
+                ngx_http_consent_conf_error(cf, "\"consent_redis\": empty "
+                                            "password in \"%V\"", &value[i]);
+                return (char *) NGX_CONF_ERROR;
+            }
 
         } else if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0
                    || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
@@ -823,6 +871,19 @@ ngx_http_consent_on_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                     "value \"%V\", expected deny or default",
                                     &value[1]);
         return (char *) NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_consent_not_empty(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *s = (ngx_str_t *) data;
+
+    if (s->len == 0) {
+        return (char *) "must not be empty";
     }
 
     return NGX_CONF_OK;

@@ -129,6 +129,16 @@ class TestConfigErrors(unittest.TestCase):
         self.assertRefused(BASE_HTTP + "consent_key 3 {d}/keydir;",
                            [r"consent_key", r"keydir", r"(?i)regular file|directory|cannot read|cannot open"])
 
+    def test_key_file_fifo_refused_without_hanging(self):
+        # opening a FIFO waits for a writer: nginx -t (or a reload) hung
+        if not os.path.exists(self.ngx.path("fifo.key")):
+            os.mkfifo(self.ngx.path("fifo.key"), 0o600)
+        for line in ("consent_key 3 {d}/fifo.key;", None):
+            http_text = BASE_HTTP + line if line else BASE_HTTP.replace("{d}/p.key", "{d}/fifo.key")
+            with self.subTest(line or "consent_pseudonym_key"):
+                self.assertRefused(http_text, [r"consent_(pseudonym_)?key", r"fifo\.key",
+                                               r"(?i)regular file"])
+
     def test_key_file_malformed(self):
         cases = [
             ("short hex", "xchacha20poly1305 abcdef\n", r"(?i)64 hex|hex|malformed|invalid"),
@@ -263,9 +273,51 @@ class TestConfigErrors(unittest.TestCase):
         self.assertRefused(BASE_HTTP + "consent_strip_args marketing ut*m;",
                            [r"consent_strip_args", r"ut\*m", REASON])
 
+    def test_cookie_pattern_that_can_never_match(self):
+        # a cookie name ends at '=' or ';' and is trimmed: accepted before,
+        # and silently never matched
+        for pattern in ("a;b", "a=b", "_ga=*", " _ga", "_ga "):
+            with self.subTest(pattern=pattern):
+                self.assertRefused(BASE_HTTP + 'consent_strip_cookies analysis "%s";' % pattern,
+                                   [r"consent_strip_cookies", re.escape(pattern), r"(?i)invalid pattern"])
+        # the same names are fine as arguments (they may come percent-encoded)
+        self.config(BASE_HTTP + 'consent_strip_args analysis "a;b" "a=b";')
+        rc, out = self.ngx.test_config()
+        self.assertEqual(rc, 0, out)
+
     def test_strip_without_pattern(self):
         self.assertRefused(BASE_HTTP + "consent_strip_args marketing;",
                            [r"consent_strip_args"])
+
+    # ---- consent_redis and empty names -----------------------------------------------------
+
+    def test_redis_empty_password(self):
+        # accepted before, and then no AUTH was sent at all
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6379 password=;",
+                           [r"consent_redis", r"(?i)empty password", r'"password="'])
+
+    def test_redis_unix_path_too_long(self):
+        # accepted before; hiredis cut the path at 107 bytes and connected there
+        path = "/tmp/" + "s" * 120 + ".sock"
+        self.assertRefused(BASE_HTTP + "consent_redis unix:%s;" % path,
+                           [r"consent_redis", re.escape(path), r"(?i)too long"])
+        self.config(BASE_HTTP + "consent_redis unix:/tmp/%s;" % ("s" * 102))  # 107 bytes: fine
+        rc, out = self.ngx.test_config()
+        self.assertEqual(rc, 0, out)
+
+    def test_empty_token_arg_and_channel(self):
+        # an empty token argument matched nothing: tokens silently ignored;
+        # an empty channel is one consentctl cannot publish to
+        for directive, where in (("consent_token_arg", "http"), ("consent_token_arg", "location"),
+                                 ("consent_redis_channel", "http")):
+            with self.subTest(directive=directive, where=where):
+                line = '%s "";' % directive
+                if where == "http":
+                    self.assertRefused(BASE_HTTP + line, [directive, r"(?i)empty"])
+                else:
+                    servers = SERVER.format(port=self.ngx.port, server_text="").replace(
+                        "location / {", "location / { " + line, 1)
+                    self.assertRefused(BASE_HTTP, [directive, r"(?i)empty"], servers=servers)
 
     # ---- contexts -------------------------------------------------------------------------
 

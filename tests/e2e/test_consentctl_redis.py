@@ -379,7 +379,9 @@ class ConsentctlRedis(unittest.TestCase):
             with self.subTest(args=args):
                 self.ctl(*args, rc=2)
         for args in [("get", "--redis", "nohost:", "x"), ("get", "--redis", "127.0.0.1:99999", "x"),
-                     ("get", "--redis", "unix:", "x"), ("set", "--redis", "host:port", "x", "a=1")]:
+                     ("get", "--redis", "unix:", "x"), ("set", "--redis", "host:port", "x", "a=1"),
+                     # longer than sun_path: hiredis would connect to a cut-short path
+                     ("get", "--redis", "unix:/tmp/" + "s" * 120 + ".sock", "x")]:
             with self.subTest(args=args):
                 r = run_ctl(*args)
                 self.assertEqual(r.returncode, 2, r.stderr)
@@ -423,6 +425,61 @@ class ConsentctlRedis(unittest.TestCase):
         self.ctl("set", "badv-1", "marketing=1", rc=1)
         self.ctl("erase", "badv-1", rc=1)
         self.assertEqual(self.redis.hgetall("consent:{badv-1}"), {"v": "abc"})
+
+    def test_silent_server_times_out_and_says_what_it_means(self):
+        """A server that accepts and never answers: exit 1 after the 5 s
+        reply timeout, with a message that says so. A write whose reply was
+        lost may have been applied, and the message says that too."""
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)  # the kernel completes the handshake; nobody reads
+        self.addCleanup(srv.close)
+        address = "127.0.0.1:%d" % srv.getsockname()[1]
+        cmds = {"get": ("get", "x"), "set": ("set", "x", "a=1"), "erase": ("erase", "x")}
+        procs = {name: subprocess.Popen([CONSENTCTL, args[0], "--redis", address] + list(args[1:]),
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name, args in cmds.items()}
+        for name, p in procs.items():
+            with self.subTest(name):
+                out, err = p.communicate(timeout=30)
+                self.assertEqual(p.returncode, 1, err)
+                self.assertEqual(out, "")
+                self.assertEqual(err.count("\n"), 1, err)
+                self.assertIn(address, err)
+                self.assertRegex(err, r"no reply to \w+ within 5s")
+                self.assertNotIn("Resource temporarily unavailable", err)
+                if name in ("set", "erase"):
+                    self.assertIn("may or may not have been applied", err)
+
+    @unittest.skipUnless(os.path.exists("/dev/full"), "needs /dev/full")
+    def test_stdout_write_failure_exits_1(self):
+        """A result that cannot be written (full disk, closed stdout) is a
+        failed operation: `keygen > key` on a full disk must not exit 0
+        with an empty key file. set and erase say the record was changed."""
+        def ctl_to(stdout, *args):
+            return subprocess.run([CONSENTCTL] + list(args), stdout=stdout, stderr=subprocess.PIPE,
+                                  text=True, timeout=15)
+        with open("/dev/full", "w") as full:
+            for args in [("keygen",), ("pseudonym-keygen",), ("--help",), ("get", "--help"),
+                         ("get", "--redis", self.redis.address, "full-1")]:
+                with self.subTest(args=args):
+                    r = ctl_to(full, *args)
+                    self.assertEqual(r.returncode, 1, r.stderr)
+                    self.assertIn("cannot write to stdout", r.stderr)
+                    self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+            r = ctl_to(full, "set", "--redis", self.redis.address, "full-1", "analysis=1")
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("cannot write to stdout", r.stderr)
+            self.assertIn("the record was written as v=1", r.stderr)
+            r = ctl_to(full, "erase", "--redis", self.redis.address, "full-1")
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("the record was erased as v=2", r.stderr)
+        self.assertEqual(self.get("full-1"), {"erased": 1, "v": 2})
+        # a closed stdout
+        r = subprocess.run([CONSENTCTL, "keygen"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, timeout=15, pass_fds=(), preexec_fn=lambda: os.close(1))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("cannot write to stdout", r.stderr)
 
     def test_password(self):
         self.ctl("set", "pw-1", "analysis=1", server=self.locked, rc=1)  # NOAUTH

@@ -6,9 +6,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <memory>
 #include <string>
+#include <thread>
 
 using namespace consent;
 
@@ -146,6 +150,37 @@ TEST(KeyFile, ReportsMissingDirectoryAndOversize) {
     TempFile bad("aes256gcm zz\n", 0600);
     EXPECT_FALSE(load_key_file(bad.path(), &s, &k, &err));
     EXPECT_NE(err.find("64 hex"), std::string::npos) << err;
+}
+
+// A FIFO as key file: refused at once, not waited on until a writer comes
+// (nginx -t, a reload of the master or consentctl would hang).
+TEST(KeyFile, RefusesFifoWithoutWaiting) {
+    char dir[] = "/tmp/consent-keyfile-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    const std::string fifo = std::string(dir) + "/fifo.key";
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+
+    auto done = std::make_shared<std::promise<std::string>>();
+    auto result = done->get_future();
+    std::thread([fifo, done] {
+        Suite s;
+        KeyBytes k;
+        std::string err;
+        const bool ok = load_key_file(fifo.c_str(), &s, &k, &err);
+        done->set_value(ok ? "loaded" : err);
+    }).detach();
+
+    const bool answered = result.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    if (!answered) {
+        // unblock the reader so that the process can end
+        const int w = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+        if (w >= 0) close(w);
+        result.wait();
+    }
+    EXPECT_TRUE(answered) << "load_key_file waited on a FIFO";
+    EXPECT_NE(result.get().find("not a regular file"), std::string::npos);
+    unlink(fifo.c_str());
+    rmdir(dir);
 }
 
 TEST(KeyBytes, WipedOnDestruction) {
