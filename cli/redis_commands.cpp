@@ -8,6 +8,7 @@
 #include <sys/un.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -133,8 +134,8 @@ public:
         timeout_ = tv;
     }
 
-    // Sends one command, binary-safe; Failure on a lost connection or an
-    // error reply.
+    // Sends one command, binary-safe, and waits for its whole reply at most
+    // the command timeout; Failure on a lost connection or an error reply.
     Reply command(const std::vector<std::string>& args) {
         std::vector<const char*> argv;
         std::vector<size_t> lens;
@@ -142,10 +143,39 @@ public:
             argv.push_back(s.data());
             lens.push_back(s.size());
         }
+        redisContext* c = ctx_.get();
         errno = 0;
-        Reply r(static_cast<redisReply*>(
-            redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-        check(r, args[0], errno);
+        if (redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
+            check(Reply(nullptr), args[0], errno);
+        }
+        // redisGetReply()'s loop, with the socket timeout cut to what is
+        // left of the command's: a server that trickles its reply a byte at
+        // a time would otherwise reset a per-read timeout forever.
+        using Clock = std::chrono::steady_clock;
+        const timeval budget = timeout_;
+        const bool bounded = budget.tv_sec != 0 || budget.tv_usec != 0;  // else watch: block
+        const Clock::time_point deadline =
+            Clock::now() + std::chrono::seconds(budget.tv_sec) + std::chrono::microseconds(budget.tv_usec);
+        int written = 0;
+        void* raw = nullptr;
+        while (!written) {
+            if (redisBufferWrite(c, &written) != REDIS_OK) fail(args[0]);
+        }
+        if (redisGetReplyFromReader(c, &raw) != REDIS_OK) fail(args[0]);
+        while (raw == nullptr) {
+            if (bounded) {
+                const auto us = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()).count();
+                if (us <= 0) throw ConnectionLost(timed_out(args[0]));
+                const timeval left = {static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+                if (redisSetTimeout(c, left) != REDIS_OK) fail(args[0]);
+            }
+            errno = 0;
+            if (redisBufferRead(c) != REDIS_OK) fail(args[0]);
+            if (redisGetReplyFromReader(c, &raw) != REDIS_OK) fail(args[0]);
+        }
+        if (bounded && redisSetTimeout(c, budget) != REDIS_OK) fail(args[0]);
+        Reply r(static_cast<redisReply*>(raw));
+        check(r, args[0], 0);
         return r;
     }
 
@@ -165,12 +195,22 @@ private:
     // what it means instead.
     void check(const Reply& r, const std::string& what, int err) {
         if (!r && ctx_->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK))
-            throw ConnectionLost("Redis at " + where_ + ": no reply to " + what + " within " +
-                                 std::to_string(timeout_.tv_sec) + "s");
+            throw ConnectionLost(timed_out(what));
         if (!r)
             throw ConnectionLost("Redis at " + where_ + ": " + (ctx_->errstr[0] ? ctx_->errstr : "connection lost"));
         if (r->type == REDIS_REPLY_ERROR)
             throw Failure("Redis " + what + " failed: " + std::string(r->str, r->len));
+    }
+
+    std::string timed_out(const std::string& what) const {
+        return "Redis at " + where_ + ": no reply to " + what + " within " + std::to_string(timeout_.tv_sec) + "s";
+    }
+
+    // A failed write or read of command(): the context says why.
+    [[noreturn]] void fail(const std::string& what) {
+        const int err = errno;
+        check(Reply(nullptr), what, err);
+        throw ConnectionLost("Redis at " + where_ + ": connection lost");  // not reached
     }
 
     std::string where_;

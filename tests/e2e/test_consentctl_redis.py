@@ -451,6 +451,41 @@ class ConsentctlRedis(unittest.TestCase):
                 if name in ("set", "erase"):
                     self.assertIn("may or may not have been applied", err)
 
+    def test_trickled_reply_times_out_as_a_whole(self):
+        """A server that answers, but one byte every 0.4 s (a reply of 40
+        bytes would take 16 s): the 5 s timeout bounds the whole reply, not
+        each read, so get gives up after about 5 s."""
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        self.addCleanup(srv.close)
+        reply = b"*2\r\n$9\r\nmarketing\r\n$1\r\n1\r\n*2\r\n$1\r\nv\r\n$1\r\n1\r\n"
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def serve():
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(4096)   # the HGETALL
+                for b in reply:
+                    if stop.wait(0.4):
+                        return
+                    try:
+                        conn.sendall(bytes([b]))
+                    except OSError:
+                        return
+        threading.Thread(target=serve, daemon=True).start()
+        address = "127.0.0.1:%d" % srv.getsockname()[1]
+        t0 = time.monotonic()
+        p = subprocess.run([CONSENTCTL, "get", "--redis", address, "x"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        took = time.monotonic() - t0
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertRegex(p.stderr, r"no reply to HGETALL within 5s")
+        self.assertGreater(took, 4.5)
+        self.assertLess(took, 8.0, "the timeout was per read, not for the whole reply")
+
     @unittest.skipUnless(os.path.exists("/dev/full"), "needs /dev/full")
     def test_stdout_write_failure_exits_1(self):
         """A result that cannot be written (full disk, closed stdout) is a
