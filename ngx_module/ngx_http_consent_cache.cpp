@@ -135,22 +135,32 @@ ngx_http_consent_cache_announced(ngx_http_consent_cache_t *cache, uint32_t hash)
 
 
 /*
- * Stamps the subject's slot of announced_ms with the time now, which must
- * not be older than the event it records: a read sent after this loop
- * iteration's cached time but before now must still count as one that may
- * have raced it. Called with the mutex held.
+ * The time of an event the cache records (an announcement, an eviction, a
+ * "*"): the time now, not this loop iteration's cached time, which may be
+ * older (by a tick with timer_resolution) than the time another worker
+ * stamped a read sent after the event with; that read must still count as
+ * one that may have raced it.
  */
+static uint64_t
+ngx_http_consent_cache_event_ms(void)
+{
+    ngx_time_update();
+
+    return (uint64_t) ngx_current_msec;
+}
+
+
+/* Stamps the subject's slot of announced_ms. Called with the mutex held. */
 static void
 ngx_http_consent_cache_stamp(ngx_http_consent_cache_t *cache, uint32_t hash)
 {
-    uint64_t  *at;
+    uint64_t  *at, now;
 
-    ngx_time_update();
-
+    now = ngx_http_consent_cache_event_ms();
     at = ngx_http_consent_cache_announced(cache, hash);
 
-    if (*at < (uint64_t) ngx_current_msec) {
-        *at = (uint64_t) ngx_current_msec;
+    if (*at < now) {
+        *at = now;
     }
 }
 
@@ -340,8 +350,7 @@ ngx_http_consent_cache_announce(ngx_shm_zone_t *zone, std::string_view subject,
          * though it reads the announced version.
          */
         consent::slot_announce(&n->slot, version);
-        ngx_time_update();
-        n->announced_ms = (uint64_t) ngx_current_msec;
+        n->announced_ms = ngx_http_consent_cache_event_ms();
 
     } else {
         /* a lookup may be in flight: see announced_ms */
@@ -380,14 +389,14 @@ ngx_http_consent_cache_announced_since(ngx_shm_zone_t *zone,
 
 
 void
-ngx_http_consent_cache_flush(ngx_shm_zone_t *zone, uint64_t now_ms)
+ngx_http_consent_cache_flush(ngx_shm_zone_t *zone)
 {
     ngx_http_consent_cache_t  *cache;
 
     /* everything fetched before now is stale: no walk over the tree */
 
     cache = (ngx_http_consent_cache_t *) zone->data;
-    cache->sh->valid_since_ms = now_ms;
+    cache->sh->valid_since_ms = ngx_http_consent_cache_event_ms();
 }
 
 

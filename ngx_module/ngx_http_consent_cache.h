@@ -40,7 +40,7 @@ ngx_uint_t ngx_http_consent_cache_announced_since(ngx_shm_zone_t *zone,
     std::string_view subject, uint64_t ms);
 
 /* "*" from the channel: everything cached so far is stale. */
-void ngx_http_consent_cache_flush(ngx_shm_zone_t *zone, uint64_t now_ms);
+void ngx_http_consent_cache_flush(ngx_shm_zone_t *zone);
 
 /* This process has just (re)subscribed to the channel. */
 void ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms);

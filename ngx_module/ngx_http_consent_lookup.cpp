@@ -66,6 +66,7 @@ static ngx_http_consent_worker_t  *ngx_http_consent_worker;
 static void ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_consent_lookup_timeout(ngx_event_t *ev);
+static void ngx_http_consent_pending_untree(ngx_http_consent_pending_t *p);
 
 
 static uint64_t
@@ -160,8 +161,7 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
          * announcement, must not get. Its waiters keep it; later requests
          * wait for a new one.
          */
-        ngx_rbtree_delete(&w->pending, &p->sn.node);
-        p->in_tree = 0;
+        ngx_http_consent_pending_untree(p);
         p = NULL;
     }
 
@@ -275,13 +275,21 @@ ngx_http_consent_wake(ngx_http_consent_pending_t *p,
 }
 
 
+/* Later requests for the subject no longer join this lookup. */
 static void
-ngx_http_consent_pending_done(ngx_http_consent_pending_t *p)
+ngx_http_consent_pending_untree(ngx_http_consent_pending_t *p)
 {
     if (p->in_tree) {
         ngx_rbtree_delete(&ngx_http_consent_worker->pending, &p->sn.node);
         p->in_tree = 0;
     }
+}
+
+
+static void
+ngx_http_consent_pending_done(ngx_http_consent_pending_t *p)
+{
+    ngx_http_consent_pending_untree(p);
 
     if (p->timer.timer_set) {
         ngx_del_timer(&p->timer);
@@ -461,15 +469,7 @@ ngx_http_consent_apply_message(ngx_http_consent_redis_t *rc, redisReply *reply)
     }
 
     if (msg.flush_all) {
-        /*
-         * Everything read before this moment is stale, whichever worker read
-         * it: not this iteration's cached time, which may be older than the
-         * time another worker stamped a read sent before the "*" with (as
-         * old as a tick with timer_resolution), as in cache_stamp().
-         */
-        ngx_time_update();
-        ngx_http_consent_cache_flush(cmcf->cache_zone,
-                                     ngx_http_consent_now_ms());
+        ngx_http_consent_cache_flush(cmcf->cache_zone);
 
     } else {
         ngx_http_consent_cache_announce(cmcf->cache_zone, msg.subject,
@@ -517,7 +517,7 @@ ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
                       "consent: subscribed to \"%V\"", &w->cmcf->redis_channel);
 
         /* reads sent before now may have missed an update: the time now,
-         * not this iteration's cached time (see the "*" above) */
+         * not this iteration's cached time (ngx_http_consent_cache_event_ms) */
         ngx_time_update();
         w->heartbeat_rx = ngx_http_consent_now_ms();
         ngx_http_consent_cache_subscribed(w->cmcf->cache_zone, w->heartbeat_rx);
