@@ -941,9 +941,27 @@ class T7SlowTimeout(LogCheck, RedisStoreBase):
         self.assertEqual(len(leaked), 0, "%d error.log lines carry a token, e.g.\n%s"
                          % (len(leaked), leaked[0][:300] if leaked else ""))
 
+    def wait_lookups_up(self, run=20, timeout=6.0):
+        """Until `run` lookups in a row, each on a new connection (so either
+        worker may take it), are answered by Redis: the timeouts of earlier
+        tests closed the workers' lookup connections, and a worker whose
+        reconnect is still in its backoff fails fast."""
+        t_end = time.monotonic() + H.slow(timeout)
+        i = ok = 0
+        while ok < run:
+            i += 1
+            r = self.ok("cust-settle-14-%04d" % i)
+            ok = ok + 1 if r.source == "default" else 0
+            if time.monotonic() > t_end:
+                raise AssertionError("lookups still failing after %.1fs: %r"
+                                     % (H.slow(timeout), r))
+            if not ok:
+                time.sleep(0.05)
+
     def test_14_merged_lookups(self):
         """14: 10 concurrent requests for one subject while Redis is paused:
         all redis/cache, merged counted, at most one HGETALL per worker."""
+        self.wait_lookups_up()
         s = "cust-merge-14"
         self.set_record(s, "marketing=1")
         tok = self.token(s)
