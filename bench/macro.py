@@ -651,6 +651,10 @@ def counters(port):
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
+            # consent_redis_*{server="..."}: also the sum over servers
+            base = name.partition("{")[0]
+            if base != name and "server=" in name and "kind=" not in name:
+                out[base] = out.get(base, 0.0) + float(value)
     return out
 
 

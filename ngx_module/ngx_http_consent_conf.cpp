@@ -26,15 +26,14 @@ static char *ngx_http_consent_uid_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent_strip(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_consent_redis(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_consent_on_failure(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent_not_empty(ngx_conf_t *cf, void *post,
     void *data);
 
 
-/* a name that matches nothing, or a channel consentctl cannot publish to */
+/* a name that matches nothing, a channel consentctl cannot publish to, a
+ * file or TLS name that is no name at all */
 static ngx_conf_post_t  ngx_http_consent_not_empty_post =
     { ngx_http_consent_not_empty };
 
@@ -68,6 +67,48 @@ ngx_command_t  ngx_http_consent_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("consent_redis_ssl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, redis_tls.enable),
+      NULL },
+
+    { ngx_string("consent_redis_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, redis_tls.verify),
+      NULL },
+
+    { ngx_string("consent_redis_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, redis_tls.trusted_certificate),
+      &ngx_http_consent_not_empty_post },
+
+    { ngx_string("consent_redis_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, redis_tls.certificate),
+      &ngx_http_consent_not_empty_post },
+
+    { ngx_string("consent_redis_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, redis_tls.certificate_key),
+      &ngx_http_consent_not_empty_post },
+
+    { ngx_string("consent_redis_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_consent_main_conf_t, redis_tls.name),
+      &ngx_http_consent_not_empty_post },
 
     { ngx_string("consent_redis_prefix"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -688,161 +729,6 @@ ngx_http_consent_strip(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
-}
-
-
-/*
- * consent_redis ADDRESS [db=N] [password=SECRET] [connect_timeout=TIME]
- *               [timeout=TIME];
- *
- * A host name is resolved here, once, by the master: workers never make a
- * blocking DNS query. Use an IP address, or reload after DNS changes.
- */
-static char *
-ngx_http_consent_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_consent_main_conf_t *cmcf = (ngx_http_consent_main_conf_t *) conf;
-
-    u_char                           *p;
-    ngx_str_t                        *value, v;
-    ngx_url_t                         u;
-    ngx_uint_t                        i;
-    ngx_msec_t                        ms;
-    ngx_http_consent_redis_server_t  *rs;
-
-    if (cmcf->redis) {
-        return (char *) "is duplicate";
-    }
-
-    cmcf->redis = ngx_array_create(cf->pool, 1,
-                                   sizeof(ngx_http_consent_redis_server_t));
-    if (cmcf->redis == NULL) {
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    rs = (ngx_http_consent_redis_server_t *) ngx_array_push(cmcf->redis);
-    if (rs == NULL) {
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(rs, sizeof(ngx_http_consent_redis_server_t));
-
-    value = (ngx_str_t *) cf->args->elts;
-    rs->name = value[1];
-    rs->connect_timeout = 200;
-    rs->timeout = 100;
-
-    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
-        if (value[1].len == 5) {
-            goto bad_address;
-        }
-
-        /* NUL-terminated: configuration arguments are */
-        rs->unix_path.data = value[1].data + 5;
-        rs->unix_path.len = value[1].len - 5;
-
-        /* hiredis would cut a longer path short and connect elsewhere */
-        if (rs->unix_path.len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
-            ngx_http_consent_conf_error(cf, "\"consent_redis\": unix socket "
-                                        "path \"%V\" is too long, at most %uz "
-                                        "bytes", &rs->unix_path,
-                                        sizeof(((struct sockaddr_un *) 0)
-                                                   ->sun_path) - 1);
-            return (char *) NGX_CONF_ERROR;
-        }
-
-    } else {
-        ngx_memzero(&u, sizeof(ngx_url_t));
-        u.url = value[1];
-        u.default_port = 6379;
-
-        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-            ngx_http_consent_conf_error(cf, "\"consent_redis\": invalid "
-                                        "address \"%V\"%s%s", &value[1],
-                                        u.err ? ": " : "",
-                                        u.err ? u.err : "");
-            return (char *) NGX_CONF_ERROR;
-        }
-
-        if (u.addrs[0].sockaddr->sa_family != AF_INET
-#if (NGX_HAVE_INET6)
-            && u.addrs[0].sockaddr->sa_family != AF_INET6
-#endif
-           )
-        {
-            goto bad_address;
-        }
-
-        p = (u_char *) ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-        if (p == NULL) {
-            return (char *) NGX_CONF_ERROR;
-        }
-
-        rs->host.data = p;
-        rs->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
-                                     p, NGX_SOCKADDR_STRLEN, 0);
-        p[rs->host.len] = '\0';
-        rs->port = u.port ? u.port : 6379;
-    }
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
-            rs->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
-            if (rs->db == NGX_ERROR) {
-                ngx_http_consent_conf_error(cf, "\"consent_redis\": invalid "
-                                            "\"%V\", expected db=N", &value[i]);
-                return (char *) NGX_CONF_ERROR;
-            }
-
-        } else if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-            rs->password.data = value[i].data + 9;
-            rs->password.len = value[i].len - 9;
-
-            /* an empty one would silently send no AUTH at all */
-            if (rs->password.len == 0) {
-                ngx_http_consent_conf_error(cf, "\"consent_redis\": empty "
-                                            "password in \"%V\"", &value[i]);
-                return (char *) NGX_CONF_ERROR;
-            }
-
-        } else if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0
-                   || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
-        {
-            size_t skip = value[i].data[0] == 'c' ? 16 : 8;
-
-            v.data = value[i].data + skip;
-            v.len = value[i].len - skip;
-
-            ms = ngx_parse_time(&v, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                ngx_http_consent_conf_error(cf, "\"consent_redis\": invalid "
-                                            "duration in \"%V\", expected "
-                                            "e.g. 100ms", &value[i]);
-                return (char *) NGX_CONF_ERROR;
-            }
-
-            if (skip == 16) {
-                rs->connect_timeout = ms;
-            } else {
-                rs->timeout = ms;
-            }
-
-        } else {
-            ngx_http_consent_conf_error(cf, "\"consent_redis\": invalid "
-                                        "parameter \"%V\"", &value[i]);
-            return (char *) NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
-
-bad_address:
-
-    ngx_http_consent_conf_error(cf, "\"consent_redis\": invalid address "
-                                "\"%V\", expected host:port or unix:/path",
-                                &value[1]);
-    return (char *) NGX_CONF_ERROR;
 }
 
 

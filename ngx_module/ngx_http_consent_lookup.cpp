@@ -49,6 +49,7 @@ typedef struct {
     ngx_event_t                    heartbeat;
     ngx_str_t                      heartbeat_channel;
     uint64_t                       heartbeat_rx;
+    ngx_uint_t                     heartbeat_refused;
 
     ngx_rbtree_t                   pending;
     ngx_rbtree_node_t              sentinel;
@@ -63,8 +64,8 @@ typedef struct {
 static ngx_http_consent_worker_t  *ngx_http_consent_worker;
 
 
-static void ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r,
-    void *privdata);
+static void ngx_http_consent_lookup_reply(ngx_http_consent_redis_t *rc,
+    redisReply *reply, void *data);
 static void ngx_http_consent_lookup_timeout(ngx_event_t *ev);
 static void ngx_http_consent_pending_untree(ngx_http_consent_pending_t *p);
 
@@ -98,8 +99,7 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
     uint32_t                       hash;
     uint64_t                       now;
-    const char                    *argv[2];
-    size_t                         argvlen[2];
+    std::string_view               argv[2];
     ngx_queue_t                   *q;
     consent::CacheSlot             slot;
     ngx_http_consent_worker_t     *w;
@@ -138,7 +138,7 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 
     if (w->lookup.down) {
         /* known down: do not make every request wait for the timeout */
-        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle,
+        ngx_http_consent_count_redis(w->lookup.server,
                                      NGX_HTTP_CONSENT_REDIS_FAST_FAIL);
         ctx->outcome = consent::LookupOutcome::failure;
         return NGX_OK;
@@ -166,7 +166,8 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     }
 
     if (p) {
-        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_REDIS_MERGED);
+        ngx_http_consent_count_redis(w->lookup.server,
+                                     NGX_HTTP_CONSENT_REDIS_MERGED);
 
     } else {
         if (!ngx_queue_empty(&w->free)) {
@@ -192,26 +193,26 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
         ngx_queue_init(&p->waiters);
 
         argv[0] = "HGETALL";
-        argvlen[0] = 7;
-        argv[1] = (const char *) w->key;
-        argvlen[1] = consent::record_key(
-            std::string_view((char *) cmcf->redis_prefix.data,
-                             cmcf->redis_prefix.len),
-            subject, (char *) w->key);
+        argv[1] = std::string_view(
+            (char *) w->key,
+            consent::record_key(std::string_view((char *) cmcf->redis_prefix.data,
+                                                 cmcf->redis_prefix.len),
+                                subject, (char *) w->key));
 
         if (ngx_http_consent_redis_send(&w->lookup,
                                         ngx_http_consent_lookup_reply, p,
-                                        2, argv, argvlen)
+                                        argv, 2)
             != NGX_OK)
         {
             ngx_queue_insert_head(&w->free, &p->free_link);
-            ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle,
+            ngx_http_consent_count_redis(w->lookup.server,
                                          NGX_HTTP_CONSENT_REDIS_FAST_FAIL);
             ctx->outcome = consent::LookupOutcome::failure;
             return NGX_OK;
         }
 
-        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_REDIS_LOOKUP);
+        ngx_http_consent_count_redis(w->lookup.server,
+                                     NGX_HTTP_CONSENT_REDIS_LOOKUP);
 
         ngx_rbtree_insert(&w->pending, &p->sn.node);
         p->in_tree = 1;
@@ -264,8 +265,9 @@ ngx_http_consent_wake(ngx_http_consent_pending_t *p,
         ctx->state = NGX_HTTP_CONSENT_LOOKED;
 
         /*
-         * Not run here, inside a hiredis callback: posted, it runs from
-         * the event loop like any request woken by its connection.
+         * Not run here, inside the Redis connection's read handler:
+         * posted, it runs from the event loop like any request woken by
+         * its connection.
          */
         r = ctx->request;
         r->read_event_handler = ngx_http_block_reading;
@@ -321,15 +323,15 @@ ngx_http_consent_lookup_timeout(ngx_event_t *ev)
 
 /* The reply to HGETALL, or NULL when the connection went away. */
 static void
-ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_consent_lookup_reply(ngx_http_consent_redis_t *rc, redisReply *reply,
+    void *data)
 {
     size_t                         i, total;
-    redisReply                    *reply = (redisReply *) r;
     consent::Record                record;
     consent::RecordParse           parsed;
     consent::LookupOutcome         outcome;
     ngx_http_consent_worker_t     *w = ngx_http_consent_worker;
-    ngx_http_consent_pending_t    *p = (ngx_http_consent_pending_t *) privdata;
+    ngx_http_consent_pending_t    *p = (ngx_http_consent_pending_t *) data;
     ngx_http_consent_main_conf_t  *cmcf = w->cmcf;
 
     std::string_view  items[256];
@@ -342,23 +344,16 @@ ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL) {
         /* connection lost: its own counter says so */
 
-    } else if (w->lookup.close_event.posted) {
-        /*
-         * The connection is being closed for a failed handshake step: a
-         * reply that came in the same read was queued behind it, and after
-         * a failed SELECT it is another database's record.
-         */
-
     } else if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "consent: redis lookup: %*s", (size_t) reply->len,
-                      reply->str);
-        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_ERR_REPLY);
+                      "consent: redis %V: lookup: %*s", &rc->server->name,
+                      (size_t) reply->len, reply->str);
+        ngx_http_consent_count_redis(rc->server, NGX_HTTP_CONSENT_ERR_REPLY);
 
     } else if (reply->type != REDIS_REPLY_ARRAY
                || reply->elements > sizeof(items) / sizeof(items[0]))
     {
-        ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_ERR_PROTOCOL);
+        ngx_http_consent_count_redis(rc->server, NGX_HTTP_CONSENT_ERR_PROTOCOL);
 
     } else {
         total = 0;
@@ -375,7 +370,7 @@ ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
         }
 
         if (i < reply->elements || total > NGX_HTTP_CONSENT_MAX_REPLY) {
-            ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle,
+            ngx_http_consent_count_redis(rc->server,
                                          NGX_HTTP_CONSENT_ERR_PROTOCOL);
 
         } else {
@@ -389,7 +384,7 @@ ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
                 outcome = consent::LookupOutcome::no_record;
 
             } else {
-                ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle,
+                ngx_http_consent_count_redis(rc->server,
                                              NGX_HTTP_CONSENT_ERR_MALFORMED);
             }
         }
@@ -415,12 +410,11 @@ ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_queue_insert_head(&w->free, &p->free_link);
 
     if (reply && reply->type == REDIS_REPLY_ERROR
-        && w->lookup.ac == ac
         && (ngx_strncmp(reply->str, "NOAUTH", 6) == 0
             || ngx_strncmp(reply->str, "LOADING", 7) == 0))
     {
         /* the server is not serving: reconnect, fail fast meanwhile */
-        ngx_http_consent_redis_fail(&w->lookup, NGX_HTTP_CONSENT_ERR_REPLY);
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_REPLY);
     }
 }
 
@@ -433,8 +427,10 @@ ngx_http_consent_lookup_reply(redisAsyncContext *ac, void *r, void *privdata)
  * its subscriber listens for it. A subscription that stops delivering (a
  * half-open socket, a partition) stops the heartbeats, and after
  * NGX_HTTP_CONSENT_HEARTBEAT_DEAD nothing cached is served and the
- * subscriber reconnects. (hiredis 0.14 cannot route the reply of a PING
- * sent on a subscribed connection, so a plain PING cannot do this.)
+ * subscriber reconnects. A PING on the subscribed connection would only
+ * prove the socket: the heartbeat proves that what is published reaches
+ * it, which is what the cache relies on (and, with replicas, that it
+ * travels from where writers publish to where the edge listens).
  */
 
 static void
@@ -464,7 +460,7 @@ ngx_http_consent_apply_message(ngx_http_consent_redis_t *rc, redisReply *reply)
         || !consent::parse_update(std::string_view(payload->str, payload->len),
                                   &msg))
     {
-        ngx_http_consent_count_store(rc->cycle, NGX_HTTP_CONSENT_ERR_PROTOCOL);
+        ngx_http_consent_count_redis(rc->server, NGX_HTTP_CONSENT_ERR_PROTOCOL);
         return;
     }
 
@@ -480,23 +476,22 @@ ngx_http_consent_apply_message(ngx_http_consent_redis_t *rc, redisReply *reply)
 }
 
 
+/* Every reply on the subscribed connection. */
 static void
-ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_consent_subscribe_reply(ngx_http_consent_redis_t *rc,
+    redisReply *reply, void *data)
 {
-    redisReply                 *reply = (redisReply *) r;
     ngx_http_consent_worker_t  *w = ngx_http_consent_worker;
-    ngx_http_consent_redis_t   *rc = (ngx_http_consent_redis_t *) privdata;
 
-    if (reply == NULL || rc->ac != ac) {
+    if (reply == NULL) {
         return;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rc->log, 0,
-                      "consent: redis subscribe: %*s", (size_t) reply->len,
-                      reply->str);
-        ngx_http_consent_redis_fail(rc, NGX_HTTP_CONSENT_ERR_REPLY);
+        ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
+                      "consent: redis %V: subscribe: %*s", &rc->server->name,
+                      (size_t) reply->len, reply->str);
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_REPLY);
         return;
     }
 
@@ -513,8 +508,9 @@ ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
         && reply->element[2]->type == REDIS_REPLY_INTEGER
         && reply->element[2]->integer == 1)
     {
-        ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
-                      "consent: subscribed to \"%V\"", &w->cmcf->redis_channel);
+        ngx_log_error(NGX_LOG_NOTICE, rc->cycle->log, 0,
+                      "consent: subscribed to \"%V\" on %V",
+                      &w->cmcf->redis_channel, &rc->server->name);
 
         /* reads sent before now may have missed an update: the time now,
          * not this iteration's cached time (ngx_http_consent_cache_event_ms) */
@@ -528,19 +524,17 @@ ngx_http_consent_subscribe_reply(redisAsyncContext *ac, void *r,
 static void
 ngx_http_consent_subscribe(ngx_http_consent_redis_t *rc)
 {
-    const char                    *argv[3];
-    size_t                         argvlen[3];
-    ngx_http_consent_worker_t     *w = ngx_http_consent_worker;
+    std::string_view            argv[3];
+    ngx_http_consent_worker_t  *w = ngx_http_consent_worker;
 
     argv[0] = "SUBSCRIBE";
-    argvlen[0] = 9;
-    argv[1] = (const char *) w->cmcf->redis_channel.data;
-    argvlen[1] = w->cmcf->redis_channel.len;
-    argv[2] = (const char *) w->heartbeat_channel.data;
-    argvlen[2] = w->heartbeat_channel.len;
+    argv[1] = std::string_view((char *) w->cmcf->redis_channel.data,
+                               w->cmcf->redis_channel.len);
+    argv[2] = std::string_view((char *) w->heartbeat_channel.data,
+                               w->heartbeat_channel.len);
 
-    if (ngx_http_consent_redis_send(rc, ngx_http_consent_subscribe_reply, rc,
-                                    3, argv, argvlen)
+    if (ngx_http_consent_redis_subscribe(rc, ngx_http_consent_subscribe_reply,
+                                         argv, 3)
         != NGX_OK)
     {
         ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_IO);
@@ -556,12 +550,42 @@ ngx_http_consent_subscriber_down(ngx_http_consent_redis_t *rc)
 }
 
 
+/*
+ * The heartbeat's PUBLISH is refused (an ACL without the heartbeat
+ * channel, a read-only replica): nothing cached can be served, so say so,
+ * once until it is accepted again.
+ */
+static void
+ngx_http_consent_heartbeat_reply(ngx_http_consent_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_consent_worker_t  *w = ngx_http_consent_worker;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ERROR) {
+        w->heartbeat_refused = 0;
+        return;
+    }
+
+    if (!w->heartbeat_refused) {
+        ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
+                      "consent: redis %V: the heartbeat's PUBLISH to \"%V\" "
+                      "was refused: %*s; records are not served from the "
+                      "cache while it is", &rc->server->name,
+                      &w->heartbeat_channel, (size_t) reply->len, reply->str);
+        w->heartbeat_refused = 1;
+    }
+}
+
+
 static void
 ngx_http_consent_heartbeat(ngx_event_t *ev)
 {
     uint64_t                    now;
-    const char                 *argv[3];
-    size_t                      argvlen[3];
+    std::string_view            argv[3];
     ngx_http_consent_worker_t  *w = ngx_http_consent_worker;
 
     now = ngx_http_consent_now_ms();
@@ -576,13 +600,12 @@ ngx_http_consent_heartbeat(ngx_event_t *ev)
 
     if (w->lookup.ready) {
         argv[0] = "PUBLISH";
-        argvlen[0] = 7;
-        argv[1] = (const char *) w->heartbeat_channel.data;
-        argvlen[1] = w->heartbeat_channel.len;
+        argv[1] = std::string_view((char *) w->heartbeat_channel.data,
+                                   w->heartbeat_channel.len);
         argv[2] = "hb";
-        argvlen[2] = 2;
-        (void) ngx_http_consent_redis_send(&w->lookup, NULL, NULL, 3, argv,
-                                           argvlen);
+        (void) ngx_http_consent_redis_send(&w->lookup,
+                                           ngx_http_consent_heartbeat_reply,
+                                           NULL, argv, 3);
     }
 
     ngx_add_timer(ev, NGX_HTTP_CONSENT_HEARTBEAT_EVERY);
@@ -644,8 +667,13 @@ ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle)
 
     server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
 
-    ngx_http_consent_redis_init(&w->lookup, &server[0], cycle,
-                                NGX_HTTP_CONSENT_LOOKUP_PING);
+    if (ngx_http_consent_redis_init(&w->lookup, &server[0], cmcf, cycle,
+                                    NGX_HTTP_CONSENT_LOOKUP_PING)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_http_consent_redis_connect(&w->lookup);
 
     if (cmcf->cache_zone && ngx_worker == 0) {
@@ -663,7 +691,12 @@ ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle)
             - w->heartbeat_channel.data;
 
         /* liveness comes from the heartbeat, not from PING (see above) */
-        ngx_http_consent_redis_init(&w->sub, &server[0], cycle, 0);
+        if (ngx_http_consent_redis_init(&w->sub, &server[0], cmcf, cycle, 0)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         w->sub.subscriber = 1;
         w->sub.on_ready = ngx_http_consent_subscribe;
         w->sub.on_down = ngx_http_consent_subscriber_down;

@@ -102,6 +102,8 @@ ngx_http_consent_create_main_conf(ngx_conf_t *cf)
 
     cmcf->cache_ttl = NGX_CONF_UNSET_MSEC;
     cmcf->on_failure_default = NGX_CONF_UNSET;
+    cmcf->redis_tls.enable = NGX_CONF_UNSET;
+    cmcf->redis_tls.verify = NGX_CONF_UNSET;
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
@@ -164,6 +166,10 @@ ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
     if (cmcf->cache_zone && cmcf->redis == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"consent_cache\" requires \"consent_redis\"");
+        return (char *) NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_consent_redis_init_conf(cf, cmcf) != NGX_CONF_OK) {
         return (char *) NGX_CONF_ERROR;
     }
 
@@ -286,7 +292,9 @@ ngx_http_consent_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_consent_handler;
 
-    if (ngx_http_consent_stats_init_conf(cf, ccmcf) != NGX_OK) {
+    if (ngx_http_consent_stats_init_conf(cf, ccmcf) != NGX_OK
+        || ngx_http_consent_redis_postconfiguration(cf, ccmcf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -455,4 +463,5 @@ static void
 ngx_http_consent_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_consent_lookup_exit_process(cycle);
+    ngx_http_consent_redis_state_exit(cycle);
 }

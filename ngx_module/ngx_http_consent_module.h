@@ -37,21 +37,51 @@ typedef struct {
 typedef struct ngx_http_consent_stats_s  ngx_http_consent_stats_t;
 
 
+/* consent_redis role=: which kind of server a line names */
+#define NGX_HTTP_CONSENT_REDIS_PRIMARY  0
+
+
 /*
  * One Redis server as configured. The connection layer takes a list of
  * these (today always one), so replicas and Sentinel-found primaries are
  * more entries, not a new design.
  */
 typedef struct {
-    ngx_str_t                    name;         /* as written, for logs */
-    ngx_str_t                    host;         /* numeric, NUL-terminated */
-    ngx_int_t                    port;
-    ngx_str_t                    unix_path;    /* NUL-terminated, or empty */
+    ngx_str_t                    name;         /* as written: logs, labels */
+    ngx_str_t                    host;         /* a name to resolve again, and
+                                                  the default TLS name; no
+                                                  brackets; empty for unix: */
+    ngx_addr_t                  *addrs;        /* resolved when the
+                                                  configuration was read */
+    ngx_uint_t                   naddrs;
+    in_port_t                    port;
+    unsigned                     resolve:1;    /* host is a name, not an
+                                                  address literal */
+    unsigned                     unix_socket:1;
+    ngx_uint_t                   role;
     ngx_int_t                    db;
+    ngx_str_t                    user;         /* ACL user; empty: AUTH pass */
     ngx_str_t                    password;
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   timeout;
+    ngx_str_t                    ssl_name;     /* SNI and the name verified:
+                                                  NUL-terminated */
+    ngx_uint_t                   stats_row;    /* its counters (status.cpp) */
 } ngx_http_consent_redis_server_t;
+
+
+/* consent_redis_ssl*: TLS on every TCP connection to Redis */
+typedef struct {
+    ngx_flag_t                   enable;
+    ngx_flag_t                   verify;
+    ngx_str_t                    trusted_certificate;
+    ngx_str_t                    certificate;
+    ngx_str_t                    certificate_key;
+    ngx_str_t                    name;         /* empty: each server's host */
+#if (NGX_SSL)
+    ngx_ssl_t                   *ctx;          /* made once, by the master */
+#endif
+} ngx_http_consent_redis_tls_t;
 
 
 typedef struct {
@@ -72,6 +102,11 @@ typedef struct {
 
     /* the store: consent_redis*, consent_cache, consent_on_failure */
     ngx_array_t                 *redis;        /* ngx_http_consent_redis_server_t */
+    ngx_http_consent_redis_tls_t redis_tls;
+    /* nginx's resolver of the http block, when one is set: host names are
+     * resolved again through it on every connect */
+    ngx_resolver_t              *resolver;
+    ngx_msec_t                   resolver_timeout;
     ngx_str_t                    redis_prefix;
     ngx_str_t                    redis_channel;
     ngx_shm_zone_t              *cache_zone;
@@ -234,8 +269,24 @@ typedef enum {
     NGX_HTTP_CONSENT_STORE_COUNTERS
 } ngx_http_consent_store_counter_e;
 
+/* the cache's and the channel's counters (no server label) */
 void ngx_http_consent_count_store(ngx_cycle_t *cycle,
     ngx_http_consent_store_counter_e counter);
+/* a Redis counter, consent_redis_*{server="..."}: lookups and errors */
+void ngx_http_consent_count_redis(ngx_http_consent_redis_server_t *server,
+    ngx_http_consent_store_counter_e counter);
+/* this worker's connection to the server came up or went down: the
+ * consent_redis_up gauge */
+void ngx_http_consent_redis_state(ngx_http_consent_redis_server_t *server,
+    ngx_uint_t up);
+void ngx_http_consent_redis_state_exit(ngx_cycle_t *cycle);
+
+/* redis_conf.cpp: consent_redis and consent_redis_ssl* */
+char *ngx_http_consent_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_consent_redis_init_conf(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf);
+ngx_int_t ngx_http_consent_redis_postconfiguration(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf);
 
 /* conf.cpp */
 extern ngx_command_t  ngx_http_consent_commands[];

@@ -1,181 +1,60 @@
 /*
- * A worker's Redis connection: hiredis' async API on nginx's event loop.
- * See ngx_http_consent_redis.h for what this layer promises.
+ * A worker's Redis connection: how it is made, kept and lost. See
+ * ngx_http_consent_redis.h for what this layer promises; the bytes on
+ * the connection (commands out, replies in) are in
+ * ngx_http_consent_redis_io.cpp.
  *
- * hiredis closes the socket itself; the nginx connection structure that
- * wraps it is only ever released (ngx_free_connection), never closed, so
- * the descriptor is closed exactly once.
+ * A connection attempt runs: resolve (only for a host name, with nginx's
+ * resolver set) -> connect -> TLS handshake and verification (with
+ * consent_redis_ssl on) -> AUTH, SELECT, PING -> ready. connect_timeout
+ * bounds all of it. Any failure on the way closes the attempt, counts as a
+ * connect error, and the next attempt comes after a backoff, at the next
+ * address when there are several.
  */
 
-#include "ngx_module/ngx_http_consent_redis.h"
-
-#include <cstring>
+#include "ngx_module/ngx_http_consent_redis_io.h"
 
 
 #define NGX_HTTP_CONSENT_BACKOFF_MIN  100
 #define NGX_HTTP_CONSENT_BACKOFF_MAX  2000
 
 
-static void ngx_http_consent_redis_read_handler(ngx_event_t *ev);
-static void ngx_http_consent_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_consent_redis_resolve(ngx_http_consent_redis_t *rc);
+static void ngx_http_consent_redis_resolved(ngx_resolver_ctx_t *ctx);
+static void ngx_http_consent_redis_connect_peer(ngx_http_consent_redis_t *rc,
+    struct sockaddr *sockaddr, socklen_t socklen);
+static void ngx_http_consent_redis_connect_handler(ngx_event_t *ev);
+static void ngx_http_consent_redis_connected(ngx_http_consent_redis_t *rc);
+#if (NGX_SSL)
+static void ngx_http_consent_redis_tls_start(ngx_http_consent_redis_t *rc);
+static void ngx_http_consent_redis_tls_done(ngx_connection_t *c);
+#endif
+static void ngx_http_consent_redis_handshake_step(ngx_http_consent_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_consent_redis_handshake_done(ngx_http_consent_redis_t *rc,
+    redisReply *reply, void *data);
 static void ngx_http_consent_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_consent_redis_retry(ngx_event_t *ev);
 static void ngx_http_consent_redis_ping(ngx_event_t *ev);
-static void ngx_http_consent_redis_close_handler(ngx_event_t *ev);
 static void ngx_http_consent_redis_down(ngx_http_consent_redis_t *rc,
     ngx_http_consent_store_counter_e reason);
 
 
-/* ---- the event adapter hiredis calls --------------------------------- */
-
-static void
-ngx_http_consent_redis_add(ngx_event_t *ev, ngx_int_t event)
+/* ", consent redis: NAME" after nginx's own messages on the connection */
+static u_char *
+ngx_http_consent_redis_log_error(ngx_log_t *log, u_char *buf, size_t len)
 {
-    /* level-triggered: hiredis reads once per call, so an edge could be lost */
-    if (!ev->active) {
-        (void) ngx_add_event(ev, event, NGX_LEVEL_EVENT);
+    u_char                    *p = buf;
+    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) log->data;
+
+    if (log->action) {
+        p = ngx_snprintf(p, len, " while %s", log->action);
+        len -= p - buf;
     }
+
+    return ngx_snprintf(p, len, ", consent redis: %V", &rc->server->name);
 }
 
-
-static void
-ngx_http_consent_redis_del(ngx_event_t *ev, ngx_int_t event)
-{
-    if (ev->active) {
-        (void) ngx_del_event(ev, event, 0);
-    }
-}
-
-
-static void
-ngx_http_consent_redis_add_read(void *privdata)
-{
-    ngx_http_consent_redis_t *rc = (ngx_http_consent_redis_t *) privdata;
-
-    if (rc->conn) {
-        ngx_http_consent_redis_add(rc->conn->read, NGX_READ_EVENT);
-    }
-}
-
-
-static void
-ngx_http_consent_redis_del_read(void *privdata)
-{
-    ngx_http_consent_redis_t *rc = (ngx_http_consent_redis_t *) privdata;
-
-    if (rc->conn) {
-        ngx_http_consent_redis_del(rc->conn->read, NGX_READ_EVENT);
-    }
-}
-
-
-static void
-ngx_http_consent_redis_add_write(void *privdata)
-{
-    ngx_http_consent_redis_t *rc = (ngx_http_consent_redis_t *) privdata;
-
-    if (rc->conn) {
-        ngx_http_consent_redis_add(rc->conn->write, NGX_WRITE_EVENT);
-    }
-}
-
-
-static void
-ngx_http_consent_redis_del_write(void *privdata)
-{
-    ngx_http_consent_redis_t *rc = (ngx_http_consent_redis_t *) privdata;
-
-    if (rc->conn) {
-        ngx_http_consent_redis_del(rc->conn->write, NGX_WRITE_EVENT);
-    }
-}
-
-
-/*
- * hiredis frees its context: release (not close) the nginx connection.
- * This runs for every context, whoever frees it. When it is still rc->ac,
- * hiredis gave up on it by itself (a refused connect, EOF, a read error):
- * the connection is down from here on. When we freed it (close, stop),
- * rc->ac was cleared first and there is nothing more to do.
- */
-static void
-ngx_http_consent_redis_cleanup(void *privdata)
-{
-    ngx_connection_t          *c;
-    redisAsyncContext         *ac;
-    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) privdata;
-
-    c = rc->conn;
-
-    if (c) {
-        rc->conn = NULL;
-
-        ngx_http_consent_redis_del(c->read, NGX_READ_EVENT);
-        ngx_http_consent_redis_del(c->write, NGX_WRITE_EVENT);
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
-        /*
-         * In this order, as ngx_close_connection() does: with poll,
-         * ngx_free_connection() clears ngx_cycle->files[c->fd], and
-         * ngx_get_connection() fills only an empty slot, so a slot left
-         * stale would send the next socket's events with this descriptor
-         * to this released connection. Then fd -1: any event still queued
-         * for it in this loop iteration is recognised as stale.
-         */
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
-    }
-
-    ac = rc->ac;
-
-    if (ac) {
-        rc->ac = NULL;
-
-        ngx_log_error(NGX_LOG_WARN, rc->log, 0,
-                      "consent: redis %V: connection %s%s%s",
-                      &rc->server->name,
-                      (ac->c.flags & REDIS_CONNECTED) ? "closed" : "failed",
-                      ac->errstr[0] ? ": " : "", ac->errstr);
-
-        ngx_http_consent_redis_down(rc, (ac->c.flags & REDIS_CONNECTED)
-                                        ? NGX_HTTP_CONSENT_ERR_IO
-                                        : NGX_HTTP_CONSENT_ERR_CONNECT);
-    }
-}
-
-
-static void
-ngx_http_consent_redis_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t          *c = (ngx_connection_t *) ev->data;
-    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) c->data;
-
-    if (rc->ac) {
-        redisAsyncHandleRead(rc->ac);
-    }
-}
-
-
-static void
-ngx_http_consent_redis_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t          *c = (ngx_connection_t *) ev->data;
-    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) c->data;
-
-    if (rc->ac) {
-        redisAsyncHandleWrite(rc->ac);
-    }
-}
-
-
-/* ---- lifecycle ------------------------------------------------------- */
 
 static void
 ngx_http_consent_redis_init_event(ngx_event_t *ev, ngx_event_handler_pt h,
@@ -184,23 +63,31 @@ ngx_http_consent_redis_init_event(ngx_event_t *ev, ngx_event_handler_pt h,
     ngx_memzero(ev, sizeof(ngx_event_t));
     ev->handler = h;
     ev->data = rc;
-    ev->log = rc->log;
+    ev->log = rc->cycle->log;
     ev->cancelable = 1;
 }
 
 
-void
+ngx_int_t
 ngx_http_consent_redis_init(ngx_http_consent_redis_t *rc,
-    ngx_http_consent_redis_server_t *server, ngx_cycle_t *cycle,
+    ngx_http_consent_redis_server_t *server,
+    ngx_http_consent_main_conf_t *cmcf, ngx_cycle_t *cycle,
     ngx_msec_t ping_every)
 {
     ngx_memzero(rc, sizeof(ngx_http_consent_redis_t));
 
     rc->server = server;
+    rc->cmcf = cmcf;
     rc->cycle = cycle;
-    rc->log = cycle->log;
     rc->ping_every = ping_every;
     rc->backoff = NGX_HTTP_CONSENT_BACKOFF_MIN;
+
+    rc->log = *cycle->log;
+    rc->log.handler = ngx_http_consent_redis_log_error;
+    rc->log.data = rc;
+    rc->log.action = NULL;
+
+    rc->addr_text.data = rc->addr_buf;
 
     ngx_http_consent_redis_init_event(&rc->connect_timer,
                                       ngx_http_consent_redis_connect_timeout,
@@ -209,44 +96,411 @@ ngx_http_consent_redis_init(ngx_http_consent_redis_t *rc,
                                       ngx_http_consent_redis_retry, rc);
     ngx_http_consent_redis_init_event(&rc->ping_timer,
                                       ngx_http_consent_redis_ping, rc);
-    ngx_http_consent_redis_init_event(&rc->close_event,
-                                      ngx_http_consent_redis_close_handler, rc);
+
+    return ngx_http_consent_redis_io_init(rc);
 }
 
 
-static void
-ngx_http_consent_redis_handshake_step(redisAsyncContext *ac, void *r,
-    void *privdata)
+void
+ngx_http_consent_redis_connect(ngx_http_consent_redis_t *rc)
 {
-    redisReply                *reply = (redisReply *) r;
-    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) privdata;
+    size_t                            n;
+    ngx_addr_t                       *addr;
+    std::string_view                  argv[3];
+    ngx_http_consent_redis_server_t  *s = rc->server;
 
-    if (reply && reply->type == REDIS_REPLY_ERROR && rc->ac == ac) {
-        /* the text of an AUTH error never contains the password */
-        ngx_log_error(NGX_LOG_ERR, rc->log, 0,
-                      "consent: redis %V: %*s", &rc->server->name,
-                      (size_t) reply->len, reply->str);
-        ngx_http_consent_redis_fail(rc, NGX_HTTP_CONSENT_ERR_REPLY);
+    if (rc->active || rc->stopping) {
+        return;
+    }
+
+    if (ngx_http_consent_redis_io_start(rc) != NGX_OK) {
+        ngx_http_consent_redis_down(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    rc->active = 1;
+    rc->ready = 0;
+    rc->ping_pending = 0;
+
+    ngx_add_timer(&rc->connect_timer, s->connect_timeout);
+
+    /* the handshake: queued first, written once the connection is up */
+
+    if (s->password.len) {
+        n = 0;
+        argv[n++] = "AUTH";
+
+        if (s->user.len) {
+            argv[n++] = std::string_view((char *) s->user.data, s->user.len);
+        }
+
+        argv[n++] = std::string_view((char *) s->password.data,
+                                     s->password.len);
+
+        if (ngx_http_consent_redis_send(rc,
+                ngx_http_consent_redis_handshake_step, NULL, argv, n)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    if (s->db && !rc->subscriber) {
+        char  db[NGX_INT_T_LEN];
+
+        argv[0] = "SELECT";
+        argv[1] = std::string_view(db, ngx_sprintf((u_char *) db, "%i", s->db)
+                                       - (u_char *) db);
+
+        if (ngx_http_consent_redis_send(rc,
+                ngx_http_consent_redis_handshake_step, NULL, argv, 2)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    argv[0] = "PING";
+
+    if (ngx_http_consent_redis_send(rc, ngx_http_consent_redis_handshake_done,
+                                    NULL, argv, 1)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    if (s->resolve && rc->cmcf->resolver) {
+        ngx_http_consent_redis_resolve(rc);
+        return;
+    }
+
+    addr = &s->addrs[rc->next_addr % s->naddrs];
+
+    ngx_http_consent_redis_connect_peer(rc, addr->sockaddr, addr->socklen);
+
+    return;
+
+failed:
+
+    ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+}
+
+
+/* ---- resolve ----------------------------------------------------------- */
+
+static void
+ngx_http_consent_redis_resolve(ngx_http_consent_redis_t *rc)
+{
+    ngx_resolver_ctx_t               *ctx;
+    ngx_http_consent_redis_server_t  *s = rc->server;
+
+    ctx = ngx_resolve_start(rc->cmcf->resolver, NULL);
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    ctx->name = s->host;
+    ctx->handler = ngx_http_consent_redis_resolved;
+    ctx->data = rc;
+    ctx->timeout = rc->cmcf->resolver_timeout;
+    ctx->cancelable = 1;
+
+    rc->resolving = ctx;
+    rc->log.action = (char *) "resolving";
+
+    /* the handler may run before this returns (a cached answer) */
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        rc->resolving = NULL;
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
     }
 }
 
 
 static void
-ngx_http_consent_redis_handshake_done(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_consent_redis_resolved(ngx_resolver_ctx_t *ctx)
 {
-    redisReply                *reply = (redisReply *) r;
-    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) privdata;
+    ngx_addr_t                       *addr;
+    ngx_resolver_addr_t              *a;
+    ngx_http_consent_redis_t         *rc;
+    ngx_http_consent_redis_server_t  *s;
 
-    if (reply == NULL || rc->ac != ac) {
+    rc = (ngx_http_consent_redis_t *) ctx->data;
+    s = rc->server;
+    rc->resolving = NULL;
+
+    if (ctx->state || ctx->naddrs == 0) {
+        /*
+         * DNS trouble is not Redis trouble: try the address that served
+         * last, else the one the configuration was read with.
+         */
+        if (rc->socklen == 0) {
+            addr = &s->addrs[rc->next_addr % s->naddrs];
+            ngx_memcpy(&rc->sockaddr, addr->sockaddr, addr->socklen);
+            rc->socklen = addr->socklen;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, rc->cycle->log, 0,
+                      "consent: redis %V: \"%V\" could not be resolved "
+                      "(%i: %s), trying its last address",
+                      &s->name, &ctx->name, ctx->state,
+                      ngx_resolver_strerror(ctx->state));
+
+        ngx_resolve_name_done(ctx);
+
+    } else {
+        a = &ctx->addrs[rc->next_addr % ctx->naddrs];
+
+        ngx_memcpy(&rc->sockaddr, a->sockaddr, a->socklen);
+        rc->socklen = a->socklen;
+        ngx_inet_set_port(&rc->sockaddr.sockaddr, s->port);
+
+        ngx_resolve_name_done(ctx);
+    }
+
+    ngx_http_consent_redis_connect_peer(rc, &rc->sockaddr.sockaddr,
+                                        rc->socklen);
+}
+
+
+/* ---- connect ----------------------------------------------------------- */
+
+static void
+ngx_http_consent_redis_connect_peer(ngx_http_consent_redis_t *rc,
+    struct sockaddr *sockaddr, socklen_t socklen)
+{
+    ngx_int_t          r;
+    ngx_connection_t  *c;
+
+    if (sockaddr != &rc->sockaddr.sockaddr) {
+        ngx_memcpy(&rc->sockaddr, sockaddr, socklen);
+        rc->socklen = socklen;
+    }
+
+    rc->addr_text.len = ngx_sock_ntop(&rc->sockaddr.sockaddr, rc->socklen,
+                                      rc->addr_buf, NGX_SOCKADDR_STRLEN, 1);
+
+    ngx_memzero(&rc->peer, sizeof(ngx_peer_connection_t));
+    rc->peer.sockaddr = &rc->sockaddr.sockaddr;
+    rc->peer.socklen = rc->socklen;
+    rc->peer.name = &rc->addr_text;
+    rc->peer.get = ngx_event_get_peer;
+    rc->peer.log = &rc->log;
+    rc->peer.log_error = NGX_ERROR_ERR;
+    rc->peer.tries = 1;
+
+    rc->log.action = (char *) "connecting";
+
+    r = ngx_event_connect_peer(&rc->peer);
+
+    if (r == NGX_ERROR || r == NGX_BUSY || r == NGX_DECLINED) {
+        /* nginx logged why; the connection, if any, is closed */
+        rc->peer.connection = NULL;
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    c = rc->peer.connection;
+    c->data = rc;
+    c->read->handler = ngx_http_consent_redis_connect_handler;
+    c->write->handler = ngx_http_consent_redis_connect_handler;
+
+    /* what nginx's SSL allocates for the connection */
+    c->pool = ngx_create_pool(1024, &rc->log);
+    if (c->pool == NULL) {
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    if (r == NGX_AGAIN) {
+        return;     /* the write event says when the connect completed */
+    }
+
+    ngx_http_consent_redis_connected(rc);
+}
+
+
+static void
+ngx_http_consent_redis_connect_handler(ngx_event_t *ev)
+{
+    int                        err;
+    socklen_t                  len;
+    ngx_connection_t          *c = (ngx_connection_t *) ev->data;
+    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) c->data;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        (void) ngx_connection_error(c, err, (char *) "connect() failed");
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    ngx_http_consent_redis_connected(rc);
+}
+
+
+static void
+ngx_http_consent_redis_connected(ngx_http_consent_redis_t *rc)
+{
+#if (NGX_SSL)
+    if (rc->cmcf->redis_tls.ctx && !rc->server->unix_socket) {
+        ngx_http_consent_redis_tls_start(rc);
+        return;
+    }
+#endif
+
+    ngx_http_consent_redis_io_established(rc);
+}
+
+
+#if (NGX_SSL)
+
+static void
+ngx_http_consent_redis_tls_start(ngx_http_consent_redis_t *rc)
+{
+    ngx_int_t          r;
+    ngx_str_t         *name = &rc->server->ssl_name;
+    ngx_connection_t  *c = rc->peer.connection;
+
+    if (ngx_ssl_create_connection(rc->cmcf->redis_tls.ctx, c, NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    /* commands may be written again from another place in a grown buffer */
+    SSL_set_mode(c->ssl->connection, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+
+    /* SNI carries names only, never an address (RFC 6066) */
+    if (ngx_inet_addr(name->data, name->len) == INADDR_NONE
+        && ngx_strlchr(name->data, name->data + name->len, ':') == NULL
+        && SSL_set_tlsext_host_name(c->ssl->connection, (char *) name->data)
+           != 1)
+    {
+        ngx_ssl_error(NGX_LOG_ERR, &rc->log, 0,
+                      (char *) "SSL_set_tlsext_host_name(\"%V\") failed",
+                      name);
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    rc->log.action = (char *) "TLS handshaking";
+
+    r = ngx_ssl_handshake(c);
+
+    if (r == NGX_AGAIN) {
+        c->ssl->handler = ngx_http_consent_redis_tls_done;
+        return;
+    }
+
+    ngx_http_consent_redis_tls_done(c);
+}
+
+
+/* The name or address the configuration expects, in the certificate. */
+static ngx_uint_t
+ngx_http_consent_redis_tls_name_ok(ngx_http_consent_redis_t *rc)
+{
+    int                rv;
+    X509              *cert;
+    ngx_str_t         *name = &rc->server->ssl_name;
+    ngx_connection_t  *c = rc->peer.connection;
+
+    if (ngx_inet_addr(name->data, name->len) == INADDR_NONE
+        && ngx_strlchr(name->data, name->data + name->len, ':') == NULL)
+    {
+        return ngx_ssl_check_host(c, name) == NGX_OK;
+    }
+
+    /* an address is matched against the IP addresses the certificate names */
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return 0;
+    }
+
+    rv = X509_check_ip_asc(cert, (char *) name->data, 0);
+    X509_free(cert);
+
+    return rv == 1;
+}
+
+
+static void
+ngx_http_consent_redis_tls_done(ngx_connection_t *c)
+{
+    long                       v;
+    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) c->data;
+
+    if (!c->ssl->handshaked) {
+        /* nginx logged OpenSSL's reason, once, on the connection's log */
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    if (rc->cmcf->redis_tls.verify) {
+        v = SSL_get_verify_result(c->ssl->connection);
+
+        if (v != X509_V_OK) {
+            ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
+                          "consent: redis %V: TLS certificate verify error: "
+                          "(%l:%s)", &rc->server->name, v,
+                          X509_verify_cert_error_string(v));
+            ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+            return;
+        }
+
+        if (!ngx_http_consent_redis_tls_name_ok(rc)) {
+            ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
+                          "consent: redis %V: TLS certificate does not match "
+                          "\"%V\"", &rc->server->name,
+                          &rc->server->ssl_name);
+            ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+            return;
+        }
+    }
+
+    ngx_http_consent_redis_io_established(rc);
+}
+
+#endif
+
+
+/* ---- handshake ---------------------------------------------------------- */
+
+static void
+ngx_http_consent_redis_handshake_step(ngx_http_consent_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        /* the text of an AUTH error never contains the password */
+        ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
+                      "consent: redis %V: %*s", &rc->server->name,
+                      (size_t) reply->len, reply->str);
+
+        /* what was queued behind it (another database's record after a
+         * failed SELECT) must not be answered: it fails with the close */
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_REPLY);
+    }
+}
+
+
+static void
+ngx_http_consent_redis_handshake_done(ngx_http_consent_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    if (reply == NULL) {
         return;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rc->log, 0,
-                      "consent: redis %V: %*s", &rc->server->name,
-                      (size_t) reply->len, reply->str);
-        ngx_http_consent_redis_fail(rc, NGX_HTTP_CONSENT_ERR_REPLY);
+        ngx_http_consent_redis_handshake_step(rc, reply, data);
         return;
     }
 
@@ -255,13 +509,19 @@ ngx_http_consent_redis_handshake_done(redisAsyncContext *ac, void *r,
     }
 
     if (rc->down) {
-        ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
-                      "consent: redis %V: connected again", &rc->server->name);
+        ngx_log_error(NGX_LOG_NOTICE, rc->cycle->log, 0,
+                      "consent: redis %V: connected again (%V)",
+                      &rc->server->name, &rc->addr_text);
     }
 
     rc->ready = 1;
     rc->down = 0;
     rc->backoff = NGX_HTTP_CONSENT_BACKOFF_MIN;
+    rc->log.action = NULL;
+
+    if (!rc->subscriber) {
+        ngx_http_consent_redis_state(rc->server, 1);
+    }
 
     if (rc->ping_every) {
         ngx_add_timer(&rc->ping_timer, rc->ping_every);
@@ -273,90 +533,19 @@ ngx_http_consent_redis_handshake_done(redisAsyncContext *ac, void *r,
 }
 
 
+/* ---- failure and reconnection ---------------------------------------------- */
+
 void
-ngx_http_consent_redis_connect(ngx_http_consent_redis_t *rc)
+ngx_http_consent_redis_close(ngx_http_consent_redis_t *rc,
+    ngx_http_consent_store_counter_e reason)
 {
-    const char                       *argv[2];
-    size_t                            argvlen[2];
-    redisAsyncContext                *ac;
-    ngx_connection_t                 *c;
-    ngx_http_consent_redis_server_t  *s = rc->server;
-
-    if (rc->ac || rc->stopping) {
+    if (!rc->active) {
         return;
     }
 
-    if (s->unix_path.len) {
-        ac = redisAsyncConnectUnix((const char *) s->unix_path.data);
-    } else {
-        ac = redisAsyncConnect((const char *) s->host.data, (int) s->port);
-    }
+    ngx_http_consent_redis_io_drop(rc);
 
-    if (ac == NULL || ac->err) {
-        ngx_log_error(NGX_LOG_ERR, rc->log, 0,
-                      "consent: redis %V: cannot connect: %s", &s->name,
-                      ac ? ac->errstr : "out of memory");
-        if (ac) {
-            redisAsyncFree(ac);
-        }
-        ngx_http_consent_redis_down(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
-        return;
-    }
-
-    c = ngx_get_connection(ac->c.fd, rc->log);
-    if (c == NULL) {
-        redisAsyncFree(ac);
-        ngx_http_consent_redis_down(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
-        return;
-    }
-
-    c->data = rc;
-    c->read->handler = ngx_http_consent_redis_read_handler;
-    c->write->handler = ngx_http_consent_redis_write_handler;
-    c->read->log = rc->log;
-    c->write->log = rc->log;
-
-    rc->ac = ac;
-    rc->conn = c;
-    rc->ready = 0;
-    rc->ping_pending = 0;
-
-    ac->data = rc;
-    ac->ev.data = rc;
-    ac->ev.addRead = ngx_http_consent_redis_add_read;
-    ac->ev.delRead = ngx_http_consent_redis_del_read;
-    ac->ev.addWrite = ngx_http_consent_redis_add_write;
-    ac->ev.delWrite = ngx_http_consent_redis_del_write;
-    ac->ev.cleanup = ngx_http_consent_redis_cleanup;
-
-    ngx_add_timer(&rc->connect_timer, s->connect_timeout);
-
-    /* queued now, written once the connect completes */
-
-    if (s->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = 4;
-        argv[1] = (const char *) s->password.data;
-        argvlen[1] = s->password.len;
-        redisAsyncCommandArgv(ac, ngx_http_consent_redis_handshake_step, rc,
-                              2, argv, argvlen);
-    }
-
-    if (s->db && !rc->subscriber) {
-        char  db[NGX_INT_T_LEN + 1];
-
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = db;
-        argvlen[1] = ngx_sprintf((u_char *) db, "%i", s->db) - (u_char *) db;
-        redisAsyncCommandArgv(ac, ngx_http_consent_redis_handshake_step, rc,
-                              2, argv, argvlen);
-    }
-
-    argv[0] = "PING";
-    argvlen[0] = 4;
-    redisAsyncCommandArgv(ac, ngx_http_consent_redis_handshake_done, rc,
-                          1, argv, argvlen);
+    ngx_http_consent_redis_down(rc, reason);
 }
 
 
@@ -379,15 +568,23 @@ ngx_http_consent_redis_down(ngx_http_consent_redis_t *rc,
         ngx_del_timer(&rc->ping_timer);
     }
 
-    ngx_http_consent_count_store(rc->cycle, reason);
+    ngx_http_consent_count_redis(rc->server, reason);
+
+    if (!rc->subscriber) {
+        ngx_http_consent_redis_state(rc->server, 0);
+    }
 
     if (rc->stopping) {
         return;
     }
 
     if (was_ready) {
-        ngx_http_consent_count_store(rc->cycle,
+        ngx_http_consent_count_redis(rc->server,
                                      NGX_HTTP_CONSENT_REDIS_RECONNECT);
+
+    } else {
+        /* the next attempt tries the next address, if there is one */
+        rc->next_addr++;
     }
 
     if (!rc->retry_timer.timer_set) {
@@ -402,62 +599,17 @@ ngx_http_consent_redis_down(ngx_http_consent_redis_t *rc,
 
 
 void
-ngx_http_consent_redis_close(ngx_http_consent_redis_t *rc,
-    ngx_http_consent_store_counter_e reason)
-{
-    redisAsyncContext  *ac = rc->ac;
-
-    if (ac == NULL) {
-        return;
-    }
-
-    /* first, so the disconnect callback and the NULL replies see it gone */
-    rc->ac = NULL;
-
-    redisAsyncFree(ac);
-
-    ngx_http_consent_redis_down(rc, reason);
-}
-
-
-void
-ngx_http_consent_redis_fail(ngx_http_consent_redis_t *rc,
-    ngx_http_consent_store_counter_e reason)
-{
-    if (!rc->close_event.posted) {
-        rc->close_reason = reason;
-        ngx_post_event(&rc->close_event, &ngx_posted_events);
-    }
-}
-
-
-static void
-ngx_http_consent_redis_close_handler(ngx_event_t *ev)
-{
-    ngx_http_consent_redis_t *rc = (ngx_http_consent_redis_t *) ev->data;
-
-    ngx_http_consent_redis_close(rc, rc->close_reason);
-}
-
-
-void
 ngx_http_consent_redis_stop(ngx_http_consent_redis_t *rc)
 {
     rc->stopping = 1;
-
-    if (rc->close_event.posted) {
-        ngx_delete_posted_event(&rc->close_event);
-    }
 
     if (rc->retry_timer.timer_set) {
         ngx_del_timer(&rc->retry_timer);
     }
 
-    if (rc->ac) {
-        redisAsyncContext *ac = rc->ac;
-
-        rc->ac = NULL;
-        redisAsyncFree(ac);
+    /* not a failure: nothing is counted, no hook runs */
+    if (rc->active) {
+        ngx_http_consent_redis_io_drop(rc);
     }
 
     if (rc->connect_timer.timer_set) {
@@ -467,6 +619,8 @@ ngx_http_consent_redis_stop(ngx_http_consent_redis_t *rc)
     if (rc->ping_timer.timer_set) {
         ngx_del_timer(&rc->ping_timer);
     }
+
+    ngx_http_consent_redis_io_free(rc);
 }
 
 
@@ -475,9 +629,11 @@ ngx_http_consent_redis_connect_timeout(ngx_event_t *ev)
 {
     ngx_http_consent_redis_t *rc = (ngx_http_consent_redis_t *) ev->data;
 
-    ngx_log_error(NGX_LOG_ERR, rc->log, 0,
-                  "consent: redis %V: no answer within connect_timeout",
-                  &rc->server->name);
+    ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
+                  "consent: redis %V: no answer within connect_timeout%s%s",
+                  &rc->server->name,
+                  rc->log.action ? " while " : "",
+                  rc->log.action ? rc->log.action : "");
 
     ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_REDIS_TIMEOUT);
 }
@@ -486,40 +642,29 @@ ngx_http_consent_redis_connect_timeout(ngx_event_t *ev)
 static void
 ngx_http_consent_redis_retry(ngx_event_t *ev)
 {
-    ngx_http_consent_redis_t *rc = (ngx_http_consent_redis_t *) ev->data;
-
-    ngx_http_consent_redis_connect(rc);
+    ngx_http_consent_redis_connect((ngx_http_consent_redis_t *) ev->data);
 }
 
 
-/* ---- keepalive ------------------------------------------------------- */
-
-ngx_uint_t
-ngx_http_consent_redis_is_message(redisReply *reply)
-{
-    return reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
-           && reply->element[0]->type == REDIS_REPLY_STRING
-           && reply->element[0]->len == 7
-           && ngx_strncmp(reply->element[0]->str, "message", 7) == 0;
-}
-
+/* ---- keepalive ------------------------------------------------------------ */
 
 static void
-ngx_http_consent_redis_pong(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_consent_redis_pong(ngx_http_consent_redis_t *rc, redisReply *reply,
+    void *data)
 {
-    redisReply                *reply = (redisReply *) r;
-    ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) privdata;
-
-    if (reply == NULL || rc->ac != ac) {
+    if (reply == NULL) {
         return;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_consent_redis_fail(rc, NGX_HTTP_CONSENT_ERR_REPLY);
+        ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_REPLY);
         return;
     }
 
     rc->ping_pending = 0;
+
+    /* again: another generation's worker may have written its own state */
+    ngx_http_consent_redis_state(rc->server, 1);
 
     if (rc->ping_timer.timer_set) {
         ngx_del_timer(&rc->ping_timer);
@@ -532,25 +677,24 @@ ngx_http_consent_redis_pong(redisAsyncContext *ac, void *r, void *privdata)
 static void
 ngx_http_consent_redis_ping(ngx_event_t *ev)
 {
-    const char                *argv[1] = { "PING" };
-    size_t                     argvlen[1] = { 4 };
+    std::string_view           argv[1] = { "PING" };
     ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) ev->data;
 
-    if (rc->ac == NULL) {
+    if (!rc->ready) {
         return;
     }
 
     if (rc->ping_pending) {
-        ngx_log_error(NGX_LOG_ERR, rc->log, 0,
+        ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
                       "consent: redis %V: keepalive ping not answered",
                       &rc->server->name);
         ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_REDIS_TIMEOUT);
         return;
     }
 
-    if (redisAsyncCommandArgv(rc->ac, ngx_http_consent_redis_pong, rc, 1,
-                              argv, argvlen)
-        != REDIS_OK)
+    if (ngx_http_consent_redis_send(rc, ngx_http_consent_redis_pong, NULL,
+                                    argv, 1)
+        != NGX_OK)
     {
         ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_IO);
         return;
@@ -558,22 +702,4 @@ ngx_http_consent_redis_ping(ngx_event_t *ev)
 
     rc->ping_pending = 1;
     ngx_add_timer(&rc->ping_timer, ngx_max(rc->server->timeout, 1000));
-}
-
-
-ngx_int_t
-ngx_http_consent_redis_send(ngx_http_consent_redis_t *rc, redisCallbackFn *fn,
-    void *privdata, int argc, const char **argv, const size_t *argvlen)
-{
-    if (rc->ac == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (redisAsyncCommandArgv(rc->ac, fn, privdata, argc, argv, argvlen)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }

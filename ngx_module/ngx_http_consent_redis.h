@@ -1,14 +1,18 @@
 /*
- * One Redis connection of a worker, on nginx's event loop.
+ * One Redis connection of a worker, on nginx's own I/O.
  *
- * hiredis (0.14, async API) owns the socket and the protocol; this layer
- * owns everything hiredis lacks: the nginx event adapter, connect and
- * keepalive timeouts, reconnection with backoff, and the "known down" state
- * that lets callers fail fast instead of each waiting for a timeout.
+ * nginx makes the connection (ngx_event_connect_peer: its connection
+ * accounting, its SSL, its resolver, its timers); hiredis only parses the
+ * replies (its reader, no I/O of its own); store/resp.h writes the
+ * commands. This layer adds what a Redis client needs on top: the
+ * handshake (AUTH, SELECT, PING), replies matched to their commands in
+ * order, a cap on a reply's size, keepalive pings, reconnection with
+ * backoff, and the "known down" state that lets callers fail fast instead
+ * of each waiting for a timeout.
  *
  * All timers are cancelable: a graceful shutdown never waits for them.
- * A connection to another server (a replica, a Sentinel-found primary) is
- * another instance of this object.
+ * Each user of a connection (lookups, the subscription, a replica, a
+ * Sentinel) is another instance of this object.
  */
 
 #ifndef NGX_HTTP_CONSENT_REDIS_H_INCLUDED_
@@ -16,77 +20,125 @@
 
 #include "ngx_module/ngx_http_consent_module.h"
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+
+#include <string_view>
 
 
 typedef struct ngx_http_consent_redis_s  ngx_http_consent_redis_t;
 
 typedef void (*ngx_http_consent_redis_pt)(ngx_http_consent_redis_t *rc);
 
+/*
+ * A command's reply; NULL when the connection went before it came. The
+ * handler may close the connection, or send more.
+ */
+typedef void (*ngx_http_consent_redis_reply_pt)(ngx_http_consent_redis_t *rc,
+    redisReply *reply, void *data);
+
+typedef struct {
+    ngx_http_consent_redis_reply_pt  handler;   /* NULL: the reply is dropped */
+    void                            *data;
+} ngx_http_consent_redis_wait_t;
+
 
 struct ngx_http_consent_redis_s {
-    redisAsyncContext                 *ac;
-    ngx_connection_t                  *conn;
+    ngx_peer_connection_t              peer;       /* .connection: the socket */
     ngx_http_consent_redis_server_t   *server;
+    ngx_http_consent_main_conf_t      *cmcf;       /* TLS, the resolver */
     ngx_cycle_t                       *cycle;
-    ngx_log_t                         *log;
 
-    ngx_event_t                        connect_timer;  /* connect + handshake */
+    /* the connection's log: nginx's own messages name the server */
+    ngx_log_t                          log;
+
+    ngx_resolver_ctx_t                *resolving;
+    ngx_uint_t                         next_addr;  /* rotates after failures */
+    ngx_sockaddr_t                     sockaddr;   /* this or the last attempt */
+    socklen_t                          socklen;
+    ngx_str_t                          addr_text;
+    u_char                             addr_buf[NGX_SOCKADDR_STRLEN];
+
+    redisReader                       *reader;
+    size_t                             partial;    /* bytes of the reply being
+                                                      read, so far */
+
+    /* commands not written yet: out[out_pos, out_len) */
+    u_char                            *out;
+    size_t                             out_pos;
+    size_t                             out_len;
+    size_t                             out_size;
+
+    /* who waits for the replies, in the order the commands went */
+    ngx_http_consent_redis_wait_t     *waits;
+    ngx_uint_t                         wait_head;
+    ngx_uint_t                         wait_count;
+    ngx_uint_t                         wait_size;
+
+    ngx_event_t                        connect_timer;  /* until ready */
     ngx_event_t                        retry_timer;    /* reconnect backoff */
-    ngx_event_t                        ping_timer;     /* keepalive, and its timeout */
-    ngx_event_t                        close_event;    /* close outside hiredis */
+    ngx_event_t                        ping_timer;     /* keepalive */
 
     ngx_msec_t                         backoff;
     ngx_msec_t                         ping_every;
-    ngx_http_consent_store_counter_e   close_reason;
+    ngx_uint_t                         generation;     /* +1 at every close */
 
-    unsigned                           ready:1;        /* handshake done */
+    unsigned                           active:1;       /* connecting or up */
+    unsigned                           established:1;  /* TCP (and TLS) up */
+    unsigned                           ready:1;        /* handshake answered */
     unsigned                           down:1;         /* failed: fail fast */
     unsigned                           ping_pending:1;
     unsigned                           stopping:1;
-    unsigned                           subscriber:1;
+    unsigned                           subscriber:1;   /* no SELECT, no state
+                                                          in consent_redis_up */
 
     /* the owner's hooks; any may be NULL */
     ngx_http_consent_redis_pt          on_ready;
     ngx_http_consent_redis_pt          on_down;
+    /* once subscribed: every reply, pushed or not, goes here */
+    ngx_http_consent_redis_reply_pt    on_push;
 
     void                              *data;
 };
 
 
-void ngx_http_consent_redis_init(ngx_http_consent_redis_t *rc,
-    ngx_http_consent_redis_server_t *server, ngx_cycle_t *cycle,
+/* ping_every 0: no keepalive pings (a subscriber has the heartbeat). */
+ngx_int_t ngx_http_consent_redis_init(ngx_http_consent_redis_t *rc,
+    ngx_http_consent_redis_server_t *server,
+    ngx_http_consent_main_conf_t *cmcf, ngx_cycle_t *cycle,
     ngx_msec_t ping_every);
 
 /* Connects now; on failure, retries with backoff on its own. */
 void ngx_http_consent_redis_connect(ngx_http_consent_redis_t *rc);
 
 /*
- * Drops the connection (pending commands get a NULL reply), marks it down
- * and schedules a reconnect. Safe from timers and event handlers; from
- * inside a hiredis callback use ngx_http_consent_redis_fail().
+ * Drops the connection (commands still waiting get a NULL reply), marks
+ * it down and schedules a reconnect. Safe anywhere, reply handlers
+ * included.
  */
 void ngx_http_consent_redis_close(ngx_http_consent_redis_t *rc,
     ngx_http_consent_store_counter_e reason);
 
-/* The same, deferred to a posted event: safe inside hiredis callbacks. */
-void ngx_http_consent_redis_fail(ngx_http_consent_redis_t *rc,
-    ngx_http_consent_store_counter_e reason);
-
-/* Worker exit: drops the connection for good. */
+/* Worker exit: drops the connection for good, and frees the buffers. */
 void ngx_http_consent_redis_stop(ngx_http_consent_redis_t *rc);
 
-/* Sends a command; NGX_ERROR when there is no connection to send it on. */
+/*
+ * Queues a command behind the handshake and whatever was sent before.
+ * NGX_ERROR when there is no connection (nor one being made), or the
+ * connection has fallen too far behind.
+ */
 ngx_int_t ngx_http_consent_redis_send(ngx_http_consent_redis_t *rc,
-    redisCallbackFn *fn, void *privdata, int argc, const char **argv,
-    const size_t *argvlen);
+    ngx_http_consent_redis_reply_pt handler, void *data,
+    const std::string_view *argv, size_t argc);
 
 /*
- * True for a "message" push of a subscribed connection. (A subscribed
- * connection sends no PING: hiredis 0.14 cannot route its reply, see the
- * heartbeat in ngx_http_consent_lookup.cpp.)
+ * Sends SUBSCRIBE (argv); from then on every reply goes to `handler`:
+ * the confirmations, the messages, an error.
  */
+ngx_int_t ngx_http_consent_redis_subscribe(ngx_http_consent_redis_t *rc,
+    ngx_http_consent_redis_reply_pt handler, const std::string_view *argv,
+    size_t argc);
+
+/* True for a "message" push of a subscribed connection. */
 ngx_uint_t ngx_http_consent_redis_is_message(redisReply *reply);
 
 #endif /* NGX_HTTP_CONSENT_REDIS_H_INCLUDED_ */

@@ -20,6 +20,15 @@
 
 #define NGX_HTTP_CONSENT_STATS_SLOTS     32
 
+/*
+ * Redis servers with counters of their own: row 0 of store[] counts what
+ * belongs to no server (the cache, the channel), rows 1.. one server each,
+ * found again by name after a reload.
+ */
+#define NGX_HTTP_CONSENT_STATS_SERVERS   16
+#define NGX_HTTP_CONSENT_STATS_ROWS      (NGX_HTTP_CONSENT_STATS_SERVERS + 1)
+#define NGX_HTTP_CONSENT_SERVER_NAME     320
+
 
 /* one worker's counters: ngx_atomic_t members only (summed as an array) */
 struct alignas(64) ngx_http_consent_stats_s {
@@ -32,18 +41,41 @@ struct alignas(64) ngx_http_consent_stats_s {
     ngx_atomic_t   stripped_set_cookies;
     ngx_atomic_t   redirects;
     ngx_atomic_t   uid[3];                                 /* consent::UidAction */
-    ngx_atomic_t   store[NGX_HTTP_CONSENT_STORE_COUNTERS];
+    ngx_atomic_t   store[NGX_HTTP_CONSENT_STATS_ROWS]
+                        [NGX_HTTP_CONSENT_STORE_COUNTERS];
 };
+
+
+/*
+ * A server's row, and each worker's view of its connection to it. A worker
+ * killed outright cannot clear its view: a view counts only while the
+ * process that wrote it is alive.
+ */
+typedef struct {
+    ngx_pid_t                 pid;           /* 0: no view */
+    ngx_uint_t                up;
+} ngx_http_consent_conn_view_t;
+
+typedef struct {
+    size_t                    len;           /* 0: a free row */
+    u_char                    name[NGX_HTTP_CONSENT_SERVER_NAME];
+    ngx_http_consent_conn_view_t  view[NGX_HTTP_CONSENT_STATS_SLOTS];
+} ngx_http_consent_server_row_t;
 
 
 typedef struct {
     uint32_t                  purposes_crc;  /* which purposes decisions[] counts */
+    ngx_http_consent_server_row_t  server[NGX_HTTP_CONSENT_STATS_SERVERS];
     ngx_http_consent_stats_t  slot[NGX_HTTP_CONSENT_STATS_SLOTS];
 } ngx_http_consent_stats_zone_t;
 
 
 static ngx_str_t  ngx_http_consent_stats_zone_name =
     ngx_string("ngx_http_consent_status");
+
+
+static void ngx_http_consent_stats_rows(ngx_http_consent_stats_zone_t *stats,
+    ngx_http_consent_main_conf_t *cmcf);
 
 
 uint32_t
@@ -109,9 +141,100 @@ ngx_http_consent_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         stats->purposes_crc = crc;
     }
 
+    ngx_http_consent_stats_rows(stats, cmcf);
+
     shm_zone->data = stats;
 
     return NGX_OK;
+}
+
+
+/*
+ * Gives each configured server its row: the one with its name, kept over
+ * reloads, else a free one. When none is free, the rows of servers this
+ * configuration no longer names start again from zero.
+ */
+static void
+ngx_http_consent_stats_rows(ngx_http_consent_stats_zone_t *stats,
+    ngx_http_consent_main_conf_t *cmcf)
+{
+    size_t                            len;
+    ngx_uint_t                        i, k, n, slot, wanted;
+    ngx_http_consent_server_row_t    *row;
+    ngx_http_consent_redis_server_t  *server;
+
+    if (cmcf->redis == NULL) {
+        return;
+    }
+
+    server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
+    n = cmcf->redis->nelts;
+
+    for (i = 0; i < n; i++) {
+        server[i].stats_row = 0;
+        len = ngx_min(server[i].name.len, (size_t) NGX_HTTP_CONSENT_SERVER_NAME);
+
+        for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
+            row = &stats->server[k];
+
+            if (row->len == len && ngx_memcmp(row->name, server[i].name.data, len)
+                                   == 0)
+            {
+                server[i].stats_row = k + 1;
+                break;
+            }
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        if (server[i].stats_row) {
+            continue;
+        }
+
+        for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
+            if (stats->server[k].len == 0) {
+                break;
+            }
+        }
+
+        if (k == NGX_HTTP_CONSENT_STATS_SERVERS) {
+            /* full: free the rows no server of this configuration has */
+            for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
+                wanted = 0;
+
+                for (size_t j = 0; j < n; j++) {
+                    wanted |= (server[j].stats_row == k + 1);
+                }
+
+                if (!wanted) {
+                    stats->server[k].len = 0;
+                }
+            }
+
+            for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
+                if (stats->server[k].len == 0) {
+                    break;
+                }
+            }
+
+            if (k == NGX_HTTP_CONSENT_STATS_SERVERS) {
+                continue;   /* more servers than rows: counted in row 0 */
+            }
+        }
+
+        row = &stats->server[k];
+        ngx_memzero(row, sizeof(ngx_http_consent_server_row_t));
+        row->len = ngx_min(server[i].name.len,
+                           (size_t) NGX_HTTP_CONSENT_SERVER_NAME);
+        ngx_memcpy(row->name, server[i].name.data, row->len);
+
+        for (slot = 0; slot < NGX_HTTP_CONSENT_STATS_SLOTS; slot++) {
+            ngx_memzero((void *) stats->slot[slot].store[k + 1],
+                        sizeof(stats->slot[slot].store[k + 1]));
+        }
+
+        server[i].stats_row = k + 1;
+    }
 }
 
 
@@ -254,7 +377,124 @@ ngx_http_consent_count_store(ngx_cycle_t *cycle,
     }
 
     st = ngx_http_consent_worker_stats(cmcf);
-    ngx_atomic_fetch_add(&st->store[counter], 1);
+    ngx_atomic_fetch_add(&st->store[0][counter], 1);
+}
+
+
+static ngx_http_consent_main_conf_t *
+ngx_http_consent_stats_conf()
+{
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_http_consent_module);
+
+    return (cmcf && cmcf->stats_zone) ? cmcf : NULL;
+}
+
+
+void
+ngx_http_consent_count_redis(ngx_http_consent_redis_server_t *server,
+    ngx_http_consent_store_counter_e counter)
+{
+    ngx_http_consent_stats_t      *st;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_consent_stats_conf();
+    if (cmcf == NULL) {
+        return;
+    }
+
+    st = ngx_http_consent_worker_stats(cmcf);
+    ngx_atomic_fetch_add(&st->store[server->stats_row][counter], 1);
+}
+
+
+void
+ngx_http_consent_redis_state(ngx_http_consent_redis_server_t *server,
+    ngx_uint_t up)
+{
+    ngx_http_consent_main_conf_t   *cmcf;
+    ngx_http_consent_conn_view_t   *view;
+    ngx_http_consent_stats_zone_t  *stats;
+
+    cmcf = ngx_http_consent_stats_conf();
+    if (cmcf == NULL || server->stats_row == 0) {
+        return;
+    }
+
+    stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
+    view = &stats->server[server->stats_row - 1]
+                .view[ngx_worker % NGX_HTTP_CONSENT_STATS_SLOTS];
+
+    view->up = up;
+    view->pid = ngx_pid;
+}
+
+
+/* The worker exits: its views go with it (unless a successor took them). */
+void
+ngx_http_consent_redis_state_exit(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      k;
+    ngx_http_consent_main_conf_t   *cmcf;
+    ngx_http_consent_conn_view_t   *view;
+    ngx_http_consent_stats_zone_t  *stats;
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_cycle_get_module_main_conf(cycle,
+                                                   ngx_http_consent_module);
+    if (cmcf == NULL || cmcf->stats_zone == NULL) {
+        return;
+    }
+
+    stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
+
+    for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
+        view = &stats->server[k].view[ngx_worker % NGX_HTTP_CONSENT_STATS_SLOTS];
+
+        if (view->pid == ngx_pid) {
+            view->pid = 0;
+        }
+    }
+}
+
+
+/*
+ * consent_redis_up: 1 while every live worker that reported on the server
+ * has its connection up (and one did), else 0.
+ */
+static ngx_uint_t
+ngx_http_consent_redis_up(ngx_http_consent_stats_zone_t *stats,
+    ngx_uint_t row)
+{
+    ngx_uint_t                     i, seen;
+    ngx_http_consent_conn_view_t  *view;
+
+    if (row == 0) {
+        return 0;
+    }
+
+    seen = 0;
+
+    for (i = 0; i < NGX_HTTP_CONSENT_STATS_SLOTS; i++) {
+        view = &stats->server[row - 1].view[i];
+
+        if (view->pid == 0
+            || (kill(view->pid, 0) == -1 && ngx_errno == ESRCH))
+        {
+            continue;
+        }
+
+        if (!view->up) {
+            return 0;
+        }
+
+        seen = 1;
+    }
+
+    return seen;
 }
 
 
@@ -278,6 +518,32 @@ ngx_http_consent_metric_head(u_char *p, const char *name, const char *help)
 }
 
 
+/* a label value: backslash, double quote and newline escaped */
+static u_char *
+ngx_http_consent_label(u_char *p, ngx_str_t *value)
+{
+    size_t  i;
+
+    for (i = 0; i < value->len; i++) {
+        switch (value->data[i]) {
+        case '\\':
+        case '"':
+            *p++ = '\\';
+            *p++ = value->data[i];
+            break;
+        case '\n':
+            *p++ = '\\';
+            *p++ = 'n';
+            break;
+        default:
+            *p++ = value->data[i];
+        }
+    }
+
+    return p;
+}
+
+
 static u_char *
 ngx_http_consent_status_store(u_char *p, ngx_http_consent_main_conf_t *cmcf,
     ngx_http_consent_stats_t *st)
@@ -285,29 +551,27 @@ ngx_http_consent_status_store(u_char *p, ngx_http_consent_main_conf_t *cmcf,
     static const struct {
         const char  *name;
         const char  *help;
-        const char  *label;     /* NULL: a metric of its own */
         ngx_uint_t   counter;
     } metrics[] = {
         { "consent_cache_hits_total", "Lookups answered by the shared cache.",
-          NULL, NGX_HTTP_CONSENT_CACHE_HIT },
+          NGX_HTTP_CONSENT_CACHE_HIT },
         { "consent_cache_misses_total", "Lookups the shared cache could not "
-          "answer (absent, stale or past ttl).", NULL,
-          NGX_HTTP_CONSENT_CACHE_MISS },
+          "answer (absent, stale or past ttl).", NGX_HTTP_CONSENT_CACHE_MISS },
         { "consent_cache_evictions_total", "Records evicted from a full cache.",
-          NULL, NGX_HTTP_CONSENT_CACHE_EVICTION },
-        { "consent_redis_lookups_total", "HGETALL lookups sent to Redis.",
-          NULL, NGX_HTTP_CONSENT_REDIS_LOOKUP },
-        { "consent_redis_merged_total", "Lookups that joined one already in "
-          "flight for the same subject.", NULL, NGX_HTTP_CONSENT_REDIS_MERGED },
-        { "consent_redis_timeouts_total", "Lookups, connects and pings not "
-          "answered in time.", NULL, NGX_HTTP_CONSENT_REDIS_TIMEOUT },
-        { "consent_redis_reconnects_total", "Connections lost after they were "
-          "up.", NULL, NGX_HTTP_CONSENT_REDIS_RECONNECT },
-        { "consent_redis_fast_failures_total", "Lookups failed at once while "
-          "Redis was known to be down.", NULL,
-          NGX_HTTP_CONSENT_REDIS_FAST_FAIL },
+          NGX_HTTP_CONSENT_CACHE_EVICTION },
         { "consent_updates_applied_total", "Update messages applied from the "
-          "channel.", NULL, NGX_HTTP_CONSENT_UPDATE_APPLIED },
+          "channel.", NGX_HTTP_CONSENT_UPDATE_APPLIED },
+    }, server_metrics[] = {
+        { "consent_redis_lookups_total", "HGETALL lookups sent to Redis.",
+          NGX_HTTP_CONSENT_REDIS_LOOKUP },
+        { "consent_redis_merged_total", "Lookups that joined one already in "
+          "flight for the same subject.", NGX_HTTP_CONSENT_REDIS_MERGED },
+        { "consent_redis_timeouts_total", "Lookups, connects and pings not "
+          "answered in time.", NGX_HTTP_CONSENT_REDIS_TIMEOUT },
+        { "consent_redis_reconnects_total", "Connections lost after they were "
+          "up.", NGX_HTTP_CONSENT_REDIS_RECONNECT },
+        { "consent_redis_fast_failures_total", "Lookups failed at once while "
+          "Redis was known to be down.", NGX_HTTP_CONSENT_REDIS_FAST_FAIL },
     };
 
     static const struct {
@@ -321,19 +585,61 @@ ngx_http_consent_status_store(u_char *p, ngx_http_consent_main_conf_t *cmcf,
         { "malformed", NGX_HTTP_CONSENT_ERR_MALFORMED },
     };
 
-    ngx_uint_t  i;
+    static const char *roles[] = { "primary" };
+
+    ngx_uint_t                        i, k, n;
+    ngx_http_consent_stats_zone_t    *stats;
+    ngx_http_consent_redis_server_t  *server;
+
+    stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
+
+    if (cmcf->redis) {
+        server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
+        n = cmcf->redis->nelts;
+
+    } else {
+        server = NULL;
+        n = 0;
+    }
 
     for (i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
         p = ngx_http_consent_metric_head(p, metrics[i].name, metrics[i].help);
         p = ngx_sprintf(p, "%s %uA\n", metrics[i].name,
-                        st->store[metrics[i].counter]);
+                        st->store[0][metrics[i].counter]);
+    }
+
+    for (i = 0; i < sizeof(server_metrics) / sizeof(server_metrics[0]); i++) {
+        p = ngx_http_consent_metric_head(p, server_metrics[i].name,
+                                         server_metrics[i].help);
+
+        for (k = 0; k < n; k++) {
+            p = ngx_sprintf(p, "%s{server=\"", server_metrics[i].name);
+            p = ngx_http_consent_label(p, &server[k].name);
+            p = ngx_sprintf(p, "\"} %uA\n",
+                            st->store[server[k].stats_row]
+                                     [server_metrics[i].counter]);
+        }
     }
 
     p = ngx_http_consent_metric_head(p, "consent_redis_errors_total",
                                      "Redis errors by kind.");
-    for (i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
-        p = ngx_sprintf(p, "consent_redis_errors_total{kind=\"%s\"} %uA\n",
-                        errors[i].kind, st->store[errors[i].counter]);
+    for (k = 0; k < n; k++) {
+        for (i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+            p = ngx_sprintf(p, "consent_redis_errors_total{server=\"");
+            p = ngx_http_consent_label(p, &server[k].name);
+            p = ngx_sprintf(p, "\",kind=\"%s\"} %uA\n", errors[i].kind,
+                            st->store[server[k].stats_row][errors[i].counter]);
+        }
+    }
+
+    p = ngx_sprintf(p, "# HELP consent_redis_up 1 while every worker's "
+                    "connection to the server is up.\n"
+                    "# TYPE consent_redis_up gauge\n");
+    for (k = 0; k < n; k++) {
+        p = ngx_sprintf(p, "consent_redis_up{server=\"");
+        p = ngx_http_consent_label(p, &server[k].name);
+        p = ngx_sprintf(p, "\",role=\"%s\"} %ui\n", roles[server[k].role],
+                        ngx_http_consent_redis_up(stats, server[k].stats_row));
     }
 
     p = ngx_sprintf(p, "# HELP consent_subscription_up 1 while the update "
@@ -362,6 +668,8 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     ngx_http_consent_purpose_t    *purpose;
     ngx_http_consent_main_conf_t  *cmcf;
 
+    ngx_http_consent_redis_server_t  *server;
+
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
     }
@@ -379,6 +687,14 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
 
     /* generous: fixed text, plus one line per label set */
     size = 8192 + cmcf->purposes.nelts * 2 * (128 + NGX_ATOMIC_T_LEN);
+
+    if (cmcf->redis) {
+        server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
+
+        for (i = 0; i < cmcf->redis->nelts; i++) {
+            size += 12 * (128 + 2 * server[i].name.len + NGX_ATOMIC_T_LEN);
+        }
+    }
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {

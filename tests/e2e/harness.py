@@ -847,6 +847,31 @@ def parse_prometheus(text):
     return samples, helps, types
 
 
+def metric(samples, name, **labels):
+    """The sum of every series of `name` whose labels include `labels`:
+    consent_redis_* counters carry a server label (one series per Redis
+    server), which a test that does not name the server adds up."""
+    total = 0.0
+    for key, value in samples.items():
+        base, _, rest = key.partition("{")
+        if base != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            total += value
+    return total
+
+
+def has_metric(samples, name, **labels):
+    """A series of `name` with (at least) these labels is exposed."""
+    for key in samples:
+        base, _, rest = key.partition("{")
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        if base == name and all(have.get(k) == str(v) for k, v in labels.items()):
+            return True
+    return False
+
+
 def series(name, **labels):
     """Canonical key of one series for parse_prometheus's samples."""
     if not labels:

@@ -452,7 +452,7 @@ class _RaceCase(unittest.TestCase):
 
     @classmethod
     def metric(cls, name, **labels):
-        return cls.metrics().get(H.series(name, **labels), 0.0)
+        return H.metric(cls.metrics(), name, **labels)
 
     def token(self, subject):
         if subject not in self.tokens:
