@@ -19,10 +19,12 @@ cp "$dir/consent/token-2.key" "$dir/keys/token.key"
 cp "$dir/consent/pseudonym.key" "$dir/keys/pseudonym.key"
 openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=shop.example.com -days 1 \
     -keyout "$dir/tls/shop.key" -out "$dir/tls/shop.crt" 2>/dev/null
+cp "$dir/tls/shop.crt" "$dir/consent/redis-ca.pem"
 ln -s "$(readlink -f "$module")" "$dir/modules/ngx_http_consent_module.so"
 
 sed -e "s|/etc/nginx/consent/|$dir/consent/|g" -e "s|/etc/nginx/tls/|$dir/tls/|g" \
     -e "s|/var/log/nginx/|$dir/logs/|g" \
+    -e "s|consent-redis.internal.example.com:|localhost:|" \
         -e "s|^\(events {\)|pid $dir/nginx.pid;\n\1|" \
     "$repo/conf/front-proxy.conf" > "$dir/front-proxy.conf"
 cp "$repo/conf/demo.conf" "$dir/demo.conf"
