@@ -19,7 +19,7 @@ struct Failure : std::runtime_error {
 };
 
 struct Args {
-    std::multimap<std::string, std::string> opts;  // "--key" -> value, repeatable
+    std::multimap<std::string, std::string> opts;  // "--key" -> value, repeatable; a flag -> ""
     std::vector<std::string> positional;
     bool help = false;
 
@@ -29,16 +29,19 @@ struct Args {
     bool has(const std::string& name) const { return opts.count(name) != 0; }
 };
 
-// Parses argv after the command name. Every option takes a value, given as
-// "--opt value" or "--opt=value"; `valid` lists the accepted ones.
-Args parse_args(int argc, char** argv, const std::set<std::string>& valid);
+// Parses argv after the command name. An option of `valid` takes a value,
+// given as "--opt value" or "--opt=value"; a flag of `flags` takes none
+// ("--tls"), and is a usage error with a value or when given twice.
+Args parse_args(int argc, char** argv, const std::set<std::string>& valid,
+                const std::set<std::string>& flags = {});
 
 struct Command {
     const char* name;
     const char* summary;
     const char* usage;  // full help text of the command
     int (*run)(const Args&);
-    std::set<std::string> options;
+    std::set<std::string> options;  // take a value
+    std::set<std::string> flags;    // take none
 };
 
 // Flushes stdout; Failure "cannot write to stdout: REASON" (a full disk, a

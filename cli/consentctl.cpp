@@ -30,7 +30,7 @@ void flush_stdout(const std::string& done) {
                   (done.empty() ? "" : "; " + done));
 }
 
-Args parse_args(int argc, char** argv, const std::set<std::string>& valid) {
+Args parse_args(int argc, char** argv, const std::set<std::string>& valid, const std::set<std::string>& flags) {
     Args a;
     bool only_positional = false;
     for (int i = 0; i < argc; i++) {
@@ -49,14 +49,23 @@ Args parse_args(int argc, char** argv, const std::set<std::string>& valid) {
         }
         std::string value;
         const auto eq = arg.find('=');
-        if (eq != std::string::npos) {
+        const bool inline_value = eq != std::string::npos;
+        if (inline_value) {
             value = arg.substr(eq + 1);
             arg.resize(eq);
-        } else if (valid.count(arg)) {
+        }
+        if (flags.count(arg)) {
+            // "--tls=no" must not quietly mean --tls.
+            if (inline_value) throw UsageError(arg + " takes no value");
+            if (a.has(arg)) throw UsageError(arg + " given more than once");
+            a.opts.emplace(arg, "");
+            continue;
+        }
+        if (!valid.count(arg)) throw UsageError("unknown option " + arg);
+        if (!inline_value) {
             if (i + 1 >= argc) throw UsageError(arg + " needs a value");
             value = argv[++i];
         }
-        if (!valid.count(arg)) throw UsageError("unknown option " + arg);
         a.opts.emplace(arg, value);
     }
     return a;
@@ -106,7 +115,7 @@ int main(int argc, char** argv) {
     if (cmd) {
         const Command& c = *cmd;
         try {
-            const Args args = parse_args(argc - 2, argv + 2, c.options);
+            const Args args = parse_args(argc - 2, argv + 2, c.options, c.flags);
             if (args.help) {
                 std::fputs(c.usage, stdout);
                 flush_stdout();

@@ -154,12 +154,14 @@ const std::vector<Command>& token_commands() {
          "Save it with mode 0600: nginx refuses key files readable by group or others.\n"
          "  --suite   AEAD suite bound to the key (default xchacha20poly1305)\n",
          cmd_keygen,
-         {"--suite"}},
+         {"--suite"},
+         {}},
         {"pseudonym-keygen", "print a new pseudonym key file line",
          "usage: consentctl pseudonym-keygen\n"
          "\n"
          "Prints a new random pseudonym key (64 hex chars) for consent_pseudonym_key.\n",
          cmd_pseudonym_keygen,
+         {},
          {}},
         {"mint", "print a new token for a subject",
          "usage: consentctl mint --key FILE --kid ID [--kind purl|uid] --subject S\n"
@@ -171,14 +173,16 @@ const std::vector<Command>& token_commands() {
          "  --campaign  campaign name, 0..64 printable ASCII characters (default empty)\n"
          "  --ttl       lifetime such as 12h, 30d, 1y (default 30d)\n",
          cmd_mint,
-         {"--key", "--kid", "--kind", "--subject", "--campaign", "--ttl"}},
+         {"--key", "--kid", "--kind", "--subject", "--campaign", "--ttl"},
+         {}},
         {"inspect", "open a token and print its fields as JSON",
          "usage: consentctl inspect --key ID=FILE [--key ID=FILE ...] TOKEN\n"
          "\n"
          "Opens TOKEN with the given keys and prints its status and fields as JSON.\n"
          "Exits 1 unless the status is \"valid\" (others: invalid, expired, unknown_key).\n",
          cmd_inspect,
-         {"--key"}},
+         {"--key"},
+         {}},
     };
     return cmds;
 }

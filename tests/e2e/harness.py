@@ -233,11 +233,12 @@ def reports_failure(directory, found):
 # --------------------------------------------------------------------------
 # ports
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def free_port(host="127.0.0.1"):
+    """A TCP port on host (an IPv4 or IPv6 address) that nobody listens on
+    right now."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
     finally:
         s.close()
@@ -883,6 +884,7 @@ def series(name, **labels):
 # a private redis-server
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 _LIVE_REDIS = set()  # RedisServer objects not cleaned up yet
@@ -899,25 +901,74 @@ def _cleanup_redis():
 atexit.register(_cleanup_redis)
 
 
-class RedisServer:
-    """A private redis-server on 127.0.0.1 (no persistence) in its own temp
-    directory; optionally with a password and a unix socket. kill() and
-    start() again keep the same port and socket path."""
+def _verifies(cert, ca):
+    """Whether `openssl verify` accepts cert against ca (chain and dates)."""
+    r = subprocess.run([OPENSSL, "verify", "-CAfile", ca, cert], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return r.returncode == 0
 
-    def __init__(self, password=None, unixsocket=False, port=None):
+
+class RedisServer:
+    """A private redis-server (no persistence) in its own temp directory.
+    kill() and start() again keep the same port, socket path and settings.
+
+    password    AUTH password of the `default` user (requirepass; with acl=,
+                the default user's password in the ACL file instead, since
+                redis-server ignores requirepass when it has an ACL file)
+    unixsocket  also listen on DIR/redis.sock (mode 777)
+    port        the port (default: a free one)
+    host        the loopback address to bind (default 127.0.0.1; e.g.
+                127.0.0.2, or ::1). `address` and redis-cli use it.
+    tls         serve TLS only, on `port` (--tls-port PORT --port 0): a dict
+                  cert, key     the server's certificate and key (PEM)
+                  ca            CA file: verifies clients' certificates, and
+                                is what the harness's redis-cli trusts
+                  auth_clients  "no" (default), "yes" or "optional"
+                  client_cert, client_key   what the harness's redis-cli
+                                presents (needed with auth_clients yes)
+                pki.Pki.redis_tls() makes one. The harness's redis-cli skips
+                verification (--insecure) only when `cert` does not verify
+                against `ca` (an expired certificate, one of another CA); it
+                never checks the name, so any certificate works for it.
+    acl         ACL file lines, e.g. ["user edge on >pw ~consent:* &consent:updates
+                -@all +hgetall"], written to DIR/users.acl (--aclfile).
+                Unless a line defines `default`, the file gets
+                "user default on nopass|>PASSWORD ~* &* +@all" so that cli()
+                stays an administrator. cli(user=..., password=...) runs as
+                another user.
+    """
+
+    def __init__(self, password=None, unixsocket=False, port=None, host="127.0.0.1", tls=None, acl=None):
         self.dir = tempfile.mkdtemp(prefix="consent-redis-")
         os.chmod(self.dir, 0o755)
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.password = password
         self.unixsocket = os.path.join(self.dir, "redis.sock") if unixsocket else None
+        self.tls = dict(tls) if tls else None
+        if self.tls:
+            self.tls.setdefault("auth_clients", "no")
+            self._cli_insecure = not _verifies(self.tls["cert"], self.tls["ca"])
+        self.aclfile = None
+        if acl is not None:
+            lines = list(acl)
+            if not any(l.split()[:2] == ["user", "default"] for l in lines):
+                pw = (">" + password) if password else "nopass"
+                lines.insert(0, "user default on %s ~* &* +@all" % pw)
+            self.aclfile = os.path.join(self.dir, "users.acl")
+            with open(self.aclfile, "w") as f:
+                f.write("\n".join(lines) + "\n")
         self.proc = None
         self.stopped = False  # SIGSTOP sent and no SIGCONT yet
         _LIVE_REDIS.add(self)
 
     @property
     def address(self):
-        """The address for consent_redis / consentctl --redis (TCP)."""
-        return "127.0.0.1:%d" % self.port
+        """The address for consent_redis / consentctl --redis (TCP; the TLS
+        port when tls=)."""
+        if ":" in self.host:
+            return "[%s]:%d" % (self.host, self.port)
+        return "%s:%d" % (self.host, self.port)
 
     def log(self):
         try:
@@ -927,10 +978,18 @@ class RedisServer:
             return ""
 
     def start(self, timeout=10.0):
-        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        cmd = [REDIS_SERVER, "--bind", self.host,
                "--save", "", "--appendonly", "no", "--dir", self.dir,
                "--logfile", os.path.join(self.dir, "redis.log")]
-        if self.password:
+        if self.tls:
+            cmd += ["--port", "0", "--tls-port", str(self.port),
+                    "--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"],
+                    "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", self.tls["auth_clients"]]
+        else:
+            cmd += ["--port", str(self.port)]
+        if self.aclfile:
+            cmd += ["--aclfile", self.aclfile]
+        elif self.password:
             cmd += ["--requirepass", self.password]
         if self.unixsocket:
             cmd += ["--unixsocket", self.unixsocket, "--unixsocketperm", "777"]
@@ -996,19 +1055,30 @@ class RedisServer:
             else:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
-    def cli_cmd(self, *args, db=None, password=None):
-        cmd = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)]
+    def cli_cmd(self, *args, db=None, password=None, user=None):
+        """The redis-cli command line for a command: over TLS when the server
+        is, as the default user with the server's password, or as `user`
+        with `password`."""
+        cmd = [REDIS_CLI, "-h", self.host, "-p", str(self.port)]
+        if self.tls:
+            cmd += ["--tls", "--cacert", self.tls["ca"]]
+            if self.tls.get("client_cert"):
+                cmd += ["--cert", self.tls["client_cert"], "--key", self.tls["client_key"]]
+            if self._cli_insecure:
+                cmd += ["--insecure"]
         pw = self.password if password is None else password
+        if user is not None:
+            cmd += ["--user", user]
         if pw:
             cmd += ["-a", pw, "--no-auth-warning"]
         if db is not None:
             cmd += ["-n", str(db)]
         return cmd + [str(a) for a in args]
 
-    def cli(self, *args, db=None, timeout=10):
+    def cli(self, *args, db=None, timeout=10, password=None, user=None):
         """redis-cli (raw output when not a tty); its output lines. An error
         reply comes back as a line starting with ERR / WRONGTYPE ..."""
-        r = subprocess.run(self.cli_cmd(*args, db=db), stdout=subprocess.PIPE,
+        r = subprocess.run(self.cli_cmd(*args, db=db, password=password, user=user), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError("redis-cli %s: rc=%d %s" % (args[:3], r.returncode,
@@ -1017,6 +1087,15 @@ class RedisServer:
         if out.endswith("\n"):
             out = out[:-1]
         return out.split("\n") if out else []
+
+    def hgetall(self, key, db=None):
+        """A hash as a dict of str (latin-1)."""
+        lines = self.cli("HGETALL", key, db=db)
+        return dict(zip(lines[0::2], lines[1::2]))
+
+    def numsub(self, channel):
+        """How many clients are subscribed to channel."""
+        return int(self.cli("PUBSUB", "NUMSUB", channel)[1])
 
     def commandstats(self):
         """{'hgetall': calls, ...} from INFO commandstats."""
