@@ -407,6 +407,12 @@ ngx_http_consent_cache_flush(ngx_shm_zone_t *zone)
  * a reload the old worker 0 stays subscribed while the new one joins, and
  * the cache stays warm. A crashed subscriber is reaped (and gone) before
  * its successor starts, so its gap is never mistaken for an overlap.
+ *
+ * Without such an overlap, the subscription is trusted from its first
+ * heartbeat on, not from now: a subscription that hears nothing of what
+ * is published (a heartbeat its user may not publish, a replica cut off
+ * from where writers publish) must not serve the cache for the 3 s it
+ * takes to be found dead, again after every resubscribe.
  */
 void
 ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms)
@@ -426,10 +432,10 @@ ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms)
 
     if (!(alive && prev > 0 && prev != ngx_pid && kill(prev, 0) == 0)) {
         cache->sh->valid_since_ms = now_ms;
+        cache->sh->heartbeat_ms = 0;
     }
 
     cache->sh->sub_pid = ngx_pid;
-    cache->sh->heartbeat_ms = now_ms;
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }

@@ -430,7 +430,10 @@ ngx_http_consent_redis_postconfiguration(ngx_conf_t *cf,
 
     if (cmcf->redis && clcf->resolver && clcf->resolver->connections.nelts) {
         cmcf->resolver = clcf->resolver;
-        cmcf->resolver_timeout = clcf->resolver_timeout;
+
+        /* merged into servers and locations only: unset here by default */
+        cmcf->resolver_timeout = clcf->resolver_timeout == NGX_CONF_UNSET_MSEC
+                                 ? 30000 : clcf->resolver_timeout;
     }
 
     return NGX_OK;
