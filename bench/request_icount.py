@@ -9,7 +9,9 @@ request; (I(N2) - I(N1)) / (N2 - N1) cancels start-up and shutdown. Only
 user-space instructions count: the kernel's share (the network) is the
 same for every scenario anyway (same syscalls per request).
 
-  bench/request_icount.py [--scenarios B2,B3,B4,B5,B6] [--n1 300 --n2 1300]
+  bench/request_icount.py [--scenarios B2,B3,B4,B5,B6,B7] [--n1 300 --n2 1300]
+      (B7: a UID cookie of a new subject on every request, so every request
+      is a cache miss and a Redis lookup; each run mints its own subjects)
       [--annotate]   print the functions that add most per request (the
                      N2 run less the N1 run, less B1's) and keep the four
                      callgrind files in build-release/macro/
@@ -34,8 +36,10 @@ import macro  # noqa: E402
 CACHE_EVENTS = ["Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"]
 
 
-def run_once(bench, name, conf, query, headers, n, keep_out=None, cache_sim=False):
-    """Totals of the run's events: [Ir], or CACHE_EVENTS with cache_sim."""
+def run_once(bench, name, conf, query, headers, n, keep_out=None, cache_sim=False, fields=None):
+    """Totals of the run's events: [Ir], or CACHE_EVENTS with cache_sim.
+    fields: (f1, f2) per request, filled into query and headers (B7: a new
+    subject every request); else query and headers are sent as they are."""
     port = int(re.search(r"listen 127.0.0.1:(\d+)", conf).group(1))
     d = os.path.join(bench.tmp, "%s-%d" % (name, n))
     os.makedirs(os.path.join(d, "tmp"))
@@ -50,7 +54,7 @@ def run_once(bench, name, conf, query, headers, n, keep_out=None, cache_sim=Fals
     try:
         if not macro.wait_port(port, 60):
             raise SystemExit("nginx under valgrind did not listen; see %s" % d)
-        if "consent on" in conf:
+        if "consent on" in conf and fields is None:
             deadline = time.time() + 30
             while macro.counters(port).get("consent_subscription_up", 0) != 1 and time.time() < deadline:
                 time.sleep(0.1)
@@ -60,10 +64,17 @@ def run_once(bench, name, conf, query, headers, n, keep_out=None, cache_sim=Fals
                 if h.get("x-source") in ("cache", "none", None):
                     break
                 time.sleep(0.05)
+        elif "consent on" in conf:
+            deadline = time.time() + 30
+            while macro.counters(port).get("consent_subscription_up", 0) != 1 and time.time() < deadline:
+                time.sleep(0.1)
         conn = macro.http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        for _ in range(n):
-            conn.putrequest("GET", macro.PATH + "?" + query, skip_host=True, skip_accept_encoding=True)
-            for k, v in headers:
+        for i in range(n):
+            q, hs = query, headers
+            if fields is not None:
+                q, hs = macro.fill(q, *fields[i]), [(k, macro.fill(v, *fields[i])) for k, v in hs]
+            conn.putrequest("GET", macro.PATH + "?" + q, skip_host=True, skip_accept_encoding=True)
+            for k, v in hs:
                 conn.putheader(k, v)
             conn.endheaders()
             r = conn.getresponse()
@@ -140,7 +151,9 @@ def main():
         b6 = (macro.forged(bench.keys.mint("purl", "victim", "x")), macro.forged(bench.keys.mint("uid", "victim")))
         specs = {"B1": (None, False, True, (bench.uid, "")), "B2": ("off", False, True, (bench.uid, "")),
                  "B3": ("on", False, False, ("", "")), "B4": ("on", False, True, (bench.uid, "")),
-                 "B5": ("on", True, True, (bench.purl, bench.uid)), "B6": ("on", True, True, b6)}
+                 "B5": ("on", True, True, (bench.purl, bench.uid)), "B6": ("on", True, True, b6),
+                 # a UID cookie of a new subject every request: a cache miss, a lookup
+                 "B7": ("on", False, True, None)}
         print("%-4s %16s %16s %16s" % ("", "instr/request", "B1, same request", "added")
               + ("   L1i misses (B1, added)   L1d misses (B1, added)" if a.cache_sim else ""))
         for s in [x.strip().upper() for x in a.scenarios.split(",")]:
@@ -148,7 +161,9 @@ def main():
                 continue
             consent, purl, cookie, fields = specs[s]
             q, hs = macro.request_template(purl, cookie)
-            q, hs = macro.fill(q, *fields), [(k, macro.fill(v, *fields)) for k, v in hs]
+            every = fields is None
+            if not every:
+                q, hs = macro.fill(q, *fields), [(k, macro.fill(v, *fields)) for k, v in hs]
             per, kept = {}, {}
             for name in ("B1", s):
                 port = macro.free_port()
@@ -162,8 +177,15 @@ def main():
                         os.makedirs(args.out, exist_ok=True)
                         kept[(name, run)] = os.path.join(args.out, "callgrind.%s%s.n%d.out"
                                                          % (s, ".B1" if name == "B1" else "", run))
-                i1 = run_once(bench, name + s, conf, q, hs, a.n1, kept.get((name, 1)), cache_sim=a.cache_sim)
-                i2 = run_once(bench, name + s, conf, q, hs, a.n2, kept.get((name, 2)), cache_sim=a.cache_sim)
+                # B7: each run its own subjects, none of them cached by an earlier run
+                f1 = f2 = None
+                if every:
+                    f1 = [(bench.keys.mint("uid", sub), "") for sub in bench.fresh_subjects(a.n1, s)]
+                    f2 = [(bench.keys.mint("uid", sub), "") for sub in bench.fresh_subjects(a.n2, s)]
+                i1 = run_once(bench, name + s, conf, q, hs, a.n1, kept.get((name, 1)), cache_sim=a.cache_sim,
+                              fields=f1)
+                i2 = run_once(bench, name + s, conf, q, hs, a.n2, kept.get((name, 2)), cache_sim=a.cache_sim,
+                              fields=f2)
                 per[name] = [(y - x) / float(a.n2 - a.n1) for x, y in zip(i1, i2)]
             line = "%-4s %16.0f %16.0f %+16.0f" % (s, per[s][0], per["B1"][0], per[s][0] - per["B1"][0])
             if a.cache_sim:

@@ -14,6 +14,7 @@ import unittest
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
+import pki  # noqa: E402
 
 BASE_HTTP = """
     consent_key 1 {d}/k1.key issue;
@@ -318,6 +319,113 @@ class TestConfigErrors(unittest.TestCase):
                     servers = SERVER.format(port=self.ngx.port, server_text="").replace(
                         "location / {", "location / { " + line, 1)
                     self.assertRefused(BASE_HTTP, [directive, r"(?i)empty"], servers=servers)
+
+    # ---- consent_redis user= and consent_redis_ssl* -----------------------------------------
+
+    def test_redis_user_needs_a_password(self):
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6379 user=edge;",
+                           [r"consent_redis", r'"user=" requires "password="'])
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6379 user= password=x;",
+                           [r"consent_redis", r"(?i)empty user"])
+
+    def test_redis_host_name_that_does_not_resolve(self):
+        self.assertRefused(BASE_HTTP + "consent_redis no-such-host.invalid:6379;",
+                           [r"consent_redis", r"no-such-host\.invalid", r"(?i)host not found|invalid"])
+
+    def tls_files(self):
+        if not hasattr(self, "_pki"):
+            os.makedirs(self.ngx.path("pki"), exist_ok=True)
+            type(self)._pki = pki.Pki(self.ngx.path("pki"))
+        return self._pki
+
+    def test_redis_tls_valid_config_passes(self):
+        p = self.tls_files()
+        for extra in ("", "consent_redis_ssl_verify off;", "consent_redis_ssl_name redis.example;",
+                      "consent_redis_ssl_certificate %s; consent_redis_ssl_certificate_key %s;"
+                      % (p.client.cert, p.client.key)):
+            with self.subTest(extra=extra):
+                self.config(BASE_HTTP + "consent_redis localhost:6380 user=edge password=s3cret; "
+                            "consent_redis_ssl on; consent_redis_ssl_trusted_certificate %s; %s"
+                            % (p.ca.cert, extra))
+                rc, out = self.ngx.test_config()
+                self.assertEqual(rc, 0, out + self.ngx.config_text())
+        # without a CA file: the system's store
+        self.config(BASE_HTTP + "consent_redis 127.0.0.1:6380; consent_redis_ssl on;")
+        rc, out = self.ngx.test_config()
+        self.assertEqual(rc, 0, out)
+
+    def test_redis_tls_files_missing_or_not_files(self):
+        p = self.tls_files()
+        fifo = self.ngx.path("a.fifo")
+        if not os.path.exists(fifo):
+            os.mkfifo(fifo)
+        good = {"consent_redis_ssl_trusted_certificate": p.ca.cert,
+                "consent_redis_ssl_certificate": p.client.cert,
+                "consent_redis_ssl_certificate_key": p.client.key}
+        for directive in good:
+            for bad, why in (("%s/no-such.pem" % self.d, r"(?i)no such file|cannot open"),
+                             (self.d, r"(?i)not a regular file"),
+                             (fifo, r"(?i)not a regular file")):
+                with self.subTest(directive=directive, bad=bad):
+                    files = dict(good, **{directive: bad})
+                    lines = "".join("%s %s; " % kv for kv in files.items())
+                    self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6380; "
+                                       "consent_redis_ssl on; " + lines,
+                                       [re.escape('"%s"' % directive), re.escape(bad), why])
+
+    def test_redis_tls_files_that_are_not_pem(self):
+        p = self.tls_files()
+        junk = self.ngx.path("junk.pem")
+        with open(junk, "w") as f:
+            f.write("not a certificate\n")
+        for lines, directive in (
+                ("consent_redis_ssl_trusted_certificate %s;" % junk,
+                 "consent_redis_ssl_trusted_certificate"),
+                ("consent_redis_ssl_certificate %s; consent_redis_ssl_certificate_key %s;"
+                 % (junk, p.client.key), "consent_redis_ssl_certificate"),
+                ("consent_redis_ssl_certificate %s; consent_redis_ssl_certificate_key %s;"
+                 % (p.client.cert, junk), "consent_redis_ssl_certificate"),
+                # a key that is not the certificate's
+                ("consent_redis_ssl_certificate %s; consent_redis_ssl_certificate_key %s;"
+                 % (p.client.cert, p.server.key), "consent_redis_ssl_certificate")):
+            with self.subTest(lines=lines):
+                self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6380; consent_redis_ssl on; "
+                                   + lines, [re.escape('"%s"' % directive), re.escape(junk)
+                                             if junk in lines else directive])
+
+    def test_redis_tls_certificate_needs_its_key(self):
+        p = self.tls_files()
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6380; consent_redis_ssl on; "
+                           "consent_redis_ssl_certificate %s;" % p.client.cert,
+                           [r'"consent_redis_ssl_certificate" requires '
+                            r'"consent_redis_ssl_certificate_key"'])
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6380; consent_redis_ssl on; "
+                           "consent_redis_ssl_certificate_key %s;" % p.client.key,
+                           [r'"consent_redis_ssl_certificate_key" requires '
+                            r'"consent_redis_ssl_certificate"'])
+
+    def test_redis_tls_without_redis(self):
+        self.assertRefused(BASE_HTTP + "consent_redis_ssl on;",
+                           [r'"consent_redis_ssl" requires "consent_redis"'])
+
+    def test_redis_tls_directives_without_ssl_on_warn(self):
+        p = self.tls_files()
+        self.config(BASE_HTTP + "consent_redis 127.0.0.1:6380; "
+                    "consent_redis_ssl_trusted_certificate %s;" % p.ca.cert)
+        rc, out = self.ngx.test_config()
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r'\[warn\].*consent_redis_ssl_\* directives are ignored without '
+                              r'"consent_redis_ssl on"')
+
+    def test_redis_tls_duplicates_and_empty_values(self):
+        for line in ("consent_redis_ssl on; consent_redis_ssl off;",
+                     "consent_redis_ssl_name a; consent_redis_ssl_name b;"):
+            with self.subTest(line=line):
+                self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6380; " + line,
+                                   [r"(?i)duplicate"])
+        self.assertRefused(BASE_HTTP + 'consent_redis 127.0.0.1:6380; consent_redis_ssl on; '
+                           'consent_redis_ssl_name "";',
+                           [r"consent_redis_ssl_name", r"(?i)empty"])
 
     # ---- contexts -------------------------------------------------------------------------
 

@@ -57,6 +57,16 @@ class TestDemoWalkThrough(unittest.TestCase):
         H.wait_port(cls.backend)
         cls.token = H.mint(os.path.join(d, "keys", "token.key"), 1, SUBJECT,
                            campaign="2026-11-newsletter", ttl="7d")
+        # as a person typing the walk-through would: the edge has heard its
+        # first heartbeat, so a second request can come from the cache
+        deadline = time.monotonic() + 10
+        while True:
+            samples, _, _ = H.parse_prometheus(cls.ngx.get("/consent-status").body.decode())
+            if samples.get("consent_subscription_up") == 1:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("the demo's subscription never came up")
+            time.sleep(0.05)
 
     @classmethod
     def stop(cls):
