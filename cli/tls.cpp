@@ -83,28 +83,28 @@ bool is_ip(const std::string& s) {
 
 }  // namespace
 
-TlsContext::TlsContext(const TlsOptions& o) : opts_(o) {
-    ERR_clear_error();
-    ctx_ = SSL_CTX_new(TLS_client_method());
+TlsContext::TlsContext(const TlsOptions& o) : opts_(o), ctx_(SSL_CTX_new(TLS_client_method())) {
     if (!ctx_) throw Failure("cannot set up TLS: out of memory");
-    SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx_, o.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
-    SSL_CTX_set_default_passwd_cb(ctx_, no_passphrase);
-    SSL_CTX_set_client_cert_cb(ctx_, on_client_cert);
+    SSL_CTX* ctx = ctx_.get();
+    ERR_clear_error();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, o.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    SSL_CTX_set_client_cert_cb(ctx, on_client_cert);
     if (!o.ca_file.empty()) {
         check_file("--cacert", o.ca_file);
-        if (SSL_CTX_load_verify_locations(ctx_, o.ca_file.c_str(), nullptr) != 1)
+        if (SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1)
             load_failed("--cacert " + o.ca_file + ": no CA certificate in it");
-    } else if (SSL_CTX_set_default_verify_paths(ctx_) != 1) {
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
         load_failed("cannot load the system's CA store");
     }
     if (!o.cert_file.empty()) {
         check_file("--cert", o.cert_file);
         check_file("--key", o.key_file);
-        if (SSL_CTX_use_certificate_chain_file(ctx_, o.cert_file.c_str()) != 1)
+        if (SSL_CTX_use_certificate_chain_file(ctx, o.cert_file.c_str()) != 1)
             load_failed("--cert " + o.cert_file + ": no certificate in it");
         const std::string mismatch = "--key " + o.key_file + ": not the key of --cert " + o.cert_file;
-        if (SSL_CTX_use_PrivateKey_file(ctx_, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+        if (SSL_CTX_use_PrivateKey_file(ctx, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
             const unsigned long e = ERR_peek_error();
             if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
                 ERR_clear_error();
@@ -112,11 +112,11 @@ TlsContext::TlsContext(const TlsOptions& o) : opts_(o) {
             }
             load_failed("--key " + o.key_file + ": cannot load an unencrypted PEM private key from it");
         }
-        if (SSL_CTX_check_private_key(ctx_) != 1) load_failed(mismatch);
+        if (SSL_CTX_check_private_key(ctx) != 1) load_failed(mismatch);
     }
 }
 
-TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+void TlsContext::CtxFree::operator()(ssl_ctx_st* c) const { SSL_CTX_free(c); }
 
 TlsStream::TlsStream(std::shared_ptr<const TlsContext> ctx, Socket&& sock, const std::string& host)
     : ctx_(std::move(ctx)), sock_(std::move(sock)) {

@@ -37,16 +37,18 @@ struct TlsError : NetError {
 class TlsContext {
 public:
     explicit TlsContext(const TlsOptions& o);
-    ~TlsContext();
     TlsContext(const TlsContext&) = delete;
     TlsContext& operator=(const TlsContext&) = delete;
 
     const TlsOptions& options() const { return opts_; }
-    ssl_ctx_st* get() const { return ctx_; }
+    ssl_ctx_st* get() const { return ctx_.get(); }
 
 private:
+    struct CtxFree {
+        void operator()(ssl_ctx_st* c) const;
+    };
     TlsOptions opts_;
-    ssl_ctx_st* ctx_ = nullptr;
+    std::unique_ptr<ssl_ctx_st, CtxFree> ctx_;  // freed when a file check throws, too
 };
 
 class TlsStream : public Stream {
