@@ -14,8 +14,8 @@ bool all_digits(std::string_view s) {
     return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
-// A handshake that gets no answer, or a closed connection: what a server
-// that does not speak TLS on that port does.
+// A handshake that gets no answer, a closed connection, or bytes that are not
+// TLS: what a server that does not speak TLS on that port does.
 constexpr const char* kNotTls = " (is it a TLS port?)";
 
 std::string seconds(std::chrono::milliseconds ms) {
@@ -155,7 +155,10 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
             stream_ = std::move(tls);
             tls_->handshake(d);
         } catch (const TlsError& e) {
-            throw Failure(failed + e.what() + hint());
+            // Neither a refusal nor a certificate that did not verify: what
+            // the server sent was not TLS ("wrong version number").
+            const bool not_tls = !e.peer_alert && !e.verify_failed && hint().empty();
+            throw Failure(failed + e.what() + (not_tls ? kNotTls : hint()));
         } catch (const NetTimeout&) {
             throw Failure("TLS handshake with Redis at " + where_ + ": no answer within " +
                           seconds(o.connect_timeout) + (hint().empty() ? kNotTls : hint()));

@@ -26,9 +26,10 @@ namespace {
 
 // OpenSSL's reason for the failure at the head of its error queue, and why
 // verification failed when it did. Clears the queue.
-std::string reason(SSL* ssl, bool* peer_alert) {
+std::string reason(SSL* ssl, bool* peer_alert, bool* verify_failed = nullptr) {
     std::string why;
     *peer_alert = false;
+    if (verify_failed) *verify_failed = false;
     if (const unsigned long e = ERR_peek_error()) {
         const char* r = ERR_reason_error_string(e);
         if (r) {
@@ -43,8 +44,10 @@ std::string reason(SSL* ssl, bool* peer_alert) {
     }
     ERR_clear_error();
     const long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    if (v != X509_V_OK && (why.empty() || why == "certificate verify failed"))
+    if (v != X509_V_OK && (why.empty() || why == "certificate verify failed")) {
         why = "certificate verify failed: " + std::string(X509_verify_cert_error_string(v));
+        if (verify_failed) *verify_failed = true;
+    }
     return why.empty() ? "unknown TLS error" : why;
 }
 
@@ -180,13 +183,13 @@ int TlsStream::drive_once(Op op, Deadline d) {
     const int r = op();
     const int err = r > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
     if (err == SSL_ERROR_SSL || err == SSL_ERROR_SYSCALL) {
-        bool alert;
-        const std::string why = reason(ssl_.get(), &alert);
+        bool alert, verify;
+        const std::string why = reason(ssl_.get(), &alert, &verify);
         try {
             flush(d);  // the alert that tells the server why
         } catch (const NetError&) {
         }
-        throw TlsError(why, alert);
+        throw TlsError(why, alert, verify);
     }
     flush(d);
     if (err == SSL_ERROR_NONE) return r;

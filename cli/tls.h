@@ -27,8 +27,10 @@ struct TlsOptions {
 // A TLS failure, with OpenSSL's reason ("certificate verify failed: unable
 // to get local issuer certificate", "tlsv13 alert certificate required").
 struct TlsError : NetError {
-    TlsError(const std::string& why, bool alert) : NetError(why), peer_alert(alert) {}
-    bool peer_alert;  // the server sent an alert: it refused the session
+    TlsError(const std::string& why, bool alert, bool verify = false)
+        : NetError(why), peer_alert(alert), verify_failed(verify) {}
+    bool peer_alert;     // the server sent an alert: it refused the session
+    bool verify_failed;  // the server's certificate did not verify
 };
 
 // The client side configuration, loaded once (one SSL_CTX) and shared by
