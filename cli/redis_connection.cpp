@@ -153,6 +153,10 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
             auto tls = std::make_unique<TlsStream>(o.tls, std::move(*sock), a.host);
             tls_ = tls.get();
             stream_ = std::move(tls);
+        } catch (const TlsError& e) {  // a name OpenSSL cannot take, no memory
+            throw Failure("TLS with Redis at " + where_ + ": " + e.what());
+        }
+        try {
             tls_->handshake(d);
         } catch (const TlsError& e) {
             // Neither a refusal nor a certificate that did not verify: what
