@@ -37,6 +37,7 @@ int finish_connect(int fd, Deadline d) {
         const int n = ::poll(&p, 1, d.poll_ms());
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno;
+        if (n == 0 && !d.passed()) continue;  // poll() waits at most 1000 s at a time
         if (n == 0) return ETIMEDOUT;
         int err = 0;
         socklen_t len = sizeof err;

@@ -199,6 +199,7 @@ int cmd_watch(const Args& a) {
         // Then wait as long as it takes: no deadline, but a lost connection
         // still ends the command.
         const Reply r = redis.read(Deadline::never(), "SUBSCRIBE");
+        if (r->type == REDIS_REPLY_ERROR) throw Failure("Redis SUBSCRIBE failed: " + std::string(r->str, r->len));
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) continue;
         const redisReply* kind = r->element[0];
         const redisReply* payload = r->element[2];

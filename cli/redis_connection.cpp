@@ -3,6 +3,7 @@
 
 #include <sys/un.h>
 
+#include <cstdint>
 #include <cstdio>
 
 namespace consent::cli {
@@ -13,8 +14,8 @@ bool all_digits(std::string_view s) {
     return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
-// A handshake that gets no answer, or a closed connection: what a server
-// that does not speak TLS on that port does.
+// A handshake that gets no answer, a closed connection, or bytes that are not
+// TLS: what a server that does not speak TLS on that port does.
 constexpr const char* kNotTls = " (is it a TLS port?)";
 
 std::string seconds(std::chrono::milliseconds ms) {
@@ -53,10 +54,10 @@ template <typename R, typename T, typename N>
 struct ArrayHook<R (*)(T, N)> {
     static R create(T t, N n) {
         const size_t count = n > 0 ? static_cast<size_t>(n) : 0;
-        if (count > RedisConnection::kMaxReply / sizeof(redisReply*) ||
-            !charge(t, sizeof(redisReply) + count * sizeof(redisReply*)))
-            return nullptr;
-        return g_hiredis->createArray(t, n);
+        const size_t bytes = count > RedisConnection::kMaxReply / sizeof(redisReply*)
+                                 ? SIZE_MAX  // refused below, without overflowing
+                                 : sizeof(redisReply) + count * sizeof(redisReply*);
+        return charge(t, bytes) ? g_hiredis->createArray(t, n) : nullptr;
     }
 };
 
@@ -145,21 +146,28 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
         throw Failure("cannot connect to Redis at " + where_ + ": " + e.what());
     }
     if (o.tls) {
-        auto tls = std::make_unique<TlsStream>(o.tls, std::move(*sock), a.host);
-        tls_ = tls.get();
-        stream_ = std::move(tls);
         // Within the connect timeout: a server that never answers the
         // handshake (a plain Redis waiting for a newline) cannot hang us.
         const std::string failed = "TLS handshake with Redis at " + where_ + " failed: ";
         try {
+            auto tls = std::make_unique<TlsStream>(o.tls, std::move(*sock), a.host);
+            tls_ = tls.get();
+            stream_ = std::move(tls);
+        } catch (const TlsError& e) {  // a name OpenSSL cannot take, no memory
+            throw Failure("TLS with Redis at " + where_ + ": " + e.what());
+        }
+        try {
             tls_->handshake(d);
         } catch (const TlsError& e) {
-            throw Failure(failed + e.what() + hint());
+            // Neither a refusal nor a certificate that did not verify: what
+            // the server sent was not TLS ("wrong version number").
+            const bool not_tls = !e.peer_alert && !e.verify_failed && hint().empty();
+            throw Failure(failed + e.what() + (not_tls ? kNotTls : hint()));
         } catch (const NetTimeout&) {
             throw Failure("TLS handshake with Redis at " + where_ + ": no answer within " +
-                          seconds(o.connect_timeout) + kNotTls);
+                          seconds(o.connect_timeout) + (hint().empty() ? kNotTls : hint()));
         } catch (const NetError& e) {
-            throw Failure(failed + e.what() + kNotTls);
+            throw Failure(failed + e.what() + (hint().empty() ? kNotTls : hint()));
         }
     } else {
         stream_ = std::make_unique<Socket>(std::move(*sock));
@@ -257,6 +265,7 @@ void RedisConnection::reader_failed() {
 // What a failure before the server's first reply may mean.
 std::string RedisConnection::hint() const {
     if (got_reply_) return "";
+    if (!stream_) return "";
     if (!tls_) return " (a TLS port? then add --tls)";
     if (tls_->wanted_client_cert())
         return " (the server asks for a client certificate: give --cert and --key)";

@@ -26,9 +26,10 @@ namespace {
 
 // OpenSSL's reason for the failure at the head of its error queue, and why
 // verification failed when it did. Clears the queue.
-std::string reason(SSL* ssl, bool* peer_alert) {
+std::string reason(SSL* ssl, bool* peer_alert, bool* verify_failed = nullptr) {
     std::string why;
     *peer_alert = false;
+    if (verify_failed) *verify_failed = false;
     if (const unsigned long e = ERR_peek_error()) {
         const char* r = ERR_reason_error_string(e);
         if (r) {
@@ -43,8 +44,10 @@ std::string reason(SSL* ssl, bool* peer_alert) {
     }
     ERR_clear_error();
     const long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    if (v != X509_V_OK && (why.empty() || why == "certificate verify failed"))
+    if (v != X509_V_OK && (why.empty() || why == "certificate verify failed")) {
         why = "certificate verify failed: " + std::string(X509_verify_cert_error_string(v));
+        if (verify_failed) *verify_failed = true;
+    }
     return why.empty() ? "unknown TLS error" : why;
 }
 
@@ -83,28 +86,28 @@ bool is_ip(const std::string& s) {
 
 }  // namespace
 
-TlsContext::TlsContext(const TlsOptions& o) : opts_(o) {
-    ERR_clear_error();
-    ctx_ = SSL_CTX_new(TLS_client_method());
+TlsContext::TlsContext(const TlsOptions& o) : opts_(o), ctx_(SSL_CTX_new(TLS_client_method())) {
     if (!ctx_) throw Failure("cannot set up TLS: out of memory");
-    SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx_, o.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
-    SSL_CTX_set_default_passwd_cb(ctx_, no_passphrase);
-    SSL_CTX_set_client_cert_cb(ctx_, on_client_cert);
+    SSL_CTX* ctx = ctx_.get();
+    ERR_clear_error();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, o.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    SSL_CTX_set_client_cert_cb(ctx, on_client_cert);
     if (!o.ca_file.empty()) {
         check_file("--cacert", o.ca_file);
-        if (SSL_CTX_load_verify_locations(ctx_, o.ca_file.c_str(), nullptr) != 1)
+        if (SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1)
             load_failed("--cacert " + o.ca_file + ": no CA certificate in it");
-    } else if (SSL_CTX_set_default_verify_paths(ctx_) != 1) {
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
         load_failed("cannot load the system's CA store");
     }
     if (!o.cert_file.empty()) {
         check_file("--cert", o.cert_file);
         check_file("--key", o.key_file);
-        if (SSL_CTX_use_certificate_chain_file(ctx_, o.cert_file.c_str()) != 1)
+        if (SSL_CTX_use_certificate_chain_file(ctx, o.cert_file.c_str()) != 1)
             load_failed("--cert " + o.cert_file + ": no certificate in it");
         const std::string mismatch = "--key " + o.key_file + ": not the key of --cert " + o.cert_file;
-        if (SSL_CTX_use_PrivateKey_file(ctx_, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+        if (SSL_CTX_use_PrivateKey_file(ctx, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
             const unsigned long e = ERR_peek_error();
             if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
                 ERR_clear_error();
@@ -112,11 +115,11 @@ TlsContext::TlsContext(const TlsOptions& o) : opts_(o) {
             }
             load_failed("--key " + o.key_file + ": cannot load an unencrypted PEM private key from it");
         }
-        if (SSL_CTX_check_private_key(ctx_) != 1) load_failed(mismatch);
+        if (SSL_CTX_check_private_key(ctx) != 1) load_failed(mismatch);
     }
 }
 
-TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+void TlsContext::CtxFree::operator()(ssl_ctx_st* c) const { SSL_CTX_free(c); }
 
 TlsStream::TlsStream(std::shared_ptr<const TlsContext> ctx, Socket&& sock, const std::string& host)
     : ctx_(std::move(ctx)), sock_(std::move(sock)) {
@@ -180,13 +183,13 @@ int TlsStream::drive_once(Op op, Deadline d) {
     const int r = op();
     const int err = r > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
     if (err == SSL_ERROR_SSL || err == SSL_ERROR_SYSCALL) {
-        bool alert;
-        const std::string why = reason(ssl_.get(), &alert);
+        bool alert, verify;
+        const std::string why = reason(ssl_.get(), &alert, &verify);
         try {
             flush(d);  // the alert that tells the server why
         } catch (const NetError&) {
         }
-        throw TlsError(why, alert);
+        throw TlsError(why, alert, verify);
     }
     flush(d);
     if (err == SSL_ERROR_NONE) return r;

@@ -27,8 +27,10 @@ struct TlsOptions {
 // A TLS failure, with OpenSSL's reason ("certificate verify failed: unable
 // to get local issuer certificate", "tlsv13 alert certificate required").
 struct TlsError : NetError {
-    TlsError(const std::string& why, bool alert) : NetError(why), peer_alert(alert) {}
-    bool peer_alert;  // the server sent an alert: it refused the session
+    TlsError(const std::string& why, bool alert, bool verify = false)
+        : NetError(why), peer_alert(alert), verify_failed(verify) {}
+    bool peer_alert;     // the server sent an alert: it refused the session
+    bool verify_failed;  // the server's certificate did not verify
 };
 
 // The client side configuration, loaded once (one SSL_CTX) and shared by
@@ -37,16 +39,18 @@ struct TlsError : NetError {
 class TlsContext {
 public:
     explicit TlsContext(const TlsOptions& o);
-    ~TlsContext();
     TlsContext(const TlsContext&) = delete;
     TlsContext& operator=(const TlsContext&) = delete;
 
     const TlsOptions& options() const { return opts_; }
-    ssl_ctx_st* get() const { return ctx_; }
+    ssl_ctx_st* get() const { return ctx_.get(); }
 
 private:
+    struct CtxFree {
+        void operator()(ssl_ctx_st* c) const;
+    };
     TlsOptions opts_;
-    ssl_ctx_st* ctx_ = nullptr;
+    std::unique_ptr<ssl_ctx_st, CtxFree> ctx_;  // freed when a file check throws, too
 };
 
 class TlsStream : public Stream {

@@ -715,6 +715,27 @@ class TlsRedis(CtlHelpers, unittest.TestCase):
                 self.assertLess(took, 4.0)
         self.assertEqual(self.plain.hgetall("consent:{pl-1}"), {})
 
+    def test_tls_against_a_server_answering_in_plain_text(self):
+        """What a plain Redis does when the ClientHello happens to hold a
+        newline: it answers with an error line, which is not TLS."""
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        self.addCleanup(srv.close)
+
+        def serve():
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"-ERR unknown command '\x16\x03\x01', with args beginning with: \r\n")
+        threading.Thread(target=serve, daemon=True).start()
+        address = "127.0.0.1:%d" % srv.getsockname()[1]
+        r = run_ctl("get", "--redis", address, *self.ca, "x")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+        self.assertIn("TLS handshake with Redis at %s failed: wrong version number (is it a TLS port?)" % address,
+                      r.stderr)
+
     def test_plain_against_tls_server_fails_fast(self):
         for cmd in (("get", "x"), ("set", "pl-2", "ads=1"), ("watch",)):
             with self.subTest(cmd=cmd[0]):
