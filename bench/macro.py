@@ -26,6 +26,8 @@ scenario / requests/s of the baseline run just before it).
   B7  100% cache misses: a new subject every request     added p50/p99 vs B4 (also
       (no records in Redis: "no record" answers)         at light load, 2 conns);
                                                          HGETALL == subjects
+  B7T B7 with Redis over TLS (verified), interleaved     report: its ratio is
+      with B7 over plain TCP (not with B1)               TLS / plain
   B8  B4 under 1,000 updates/s on the channel            >= 0.93; publish-to-
       (the publisher runs through the B1 half too; the   visible p99
       latency probe in a phase of its own after the
@@ -129,11 +131,12 @@ DESCRIPTIONS = {
     "B5": "PURL token + UID cookie, cache hit",
     "B6": "100% forged/garbage tokens",
     "B7": "100% cache misses (new subject each request)",
+    "B7T": "B7 with Redis over TLS, paired with B7 over TCP",
     "B8": "B4 + 1,000 updates/s on the channel",
     "B9a": "B7, Redis SIGSTOPped 1/3 in",
     "B9b": "B7, Redis stopped (breaker open)",
 }
-ALL_SCENARIOS = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9"]
+ALL_SCENARIOS = ["B2", "B3", "B4", "B5", "B6", "B7", "B7T", "B8", "B9"]
 
 FAILURES = []  # checks that failed: the run exits 1
 
@@ -289,9 +292,16 @@ http {
 """ % (workers, port)
 
 
-def front_conf(port, up_port, workers, module=None, consent=None, keys=None, redis_port=None):
+def front_conf(port, up_port, workers, module=None, consent=None, keys=None, redis_port=None, redis_tls=None):
     """B1 when module is None; else the module with conf/front-proxy.conf's
-    purposes and rules, `consent on|off` in the server."""
+    purposes and rules, `consent on|off` in the server. redis_tls: a Redis
+    object serving TLS: consent_redis goes to its TLS port, verified."""
+    redis = "127.0.0.1:%s" % redis_port
+    tls = []
+    if redis_tls is not None:
+        redis = "127.0.0.1:%d" % redis_tls.tls_port
+        tls = ["    consent_redis_ssl on;",
+               "    consent_redis_ssl_trusted_certificate %s;" % redis_tls.ca]
     http_consent = server_consent = headers = check = status = ""
     if module:
         load = "load_module %s;\n" % module
@@ -306,8 +316,8 @@ def front_conf(port, up_port, workers, module=None, consent=None, keys=None, red
                "    consent_strip_cookies analysis  _ga _ga_* _gid _gat*;",
                "    consent_strip_cookies marketing _fbp _fbc _gcl_* IDE;",
                "    consent_strip_cookies third_parties _pin_unauth _uetsid _uetvid;",
-               "    consent_redis 127.0.0.1:%d timeout=%dms connect_timeout=200ms;" % (redis_port, REDIS_TIMEOUT_MS),
-               "    consent_cache zone=consent:16m ttl=60s;"]) + "\n"
+               "    consent_redis %s timeout=%dms connect_timeout=200ms;" % (redis, REDIS_TIMEOUT_MS)]
+            + tls + ["    consent_cache zone=consent:16m ttl=60s;"]) + "\n"
         server_consent = "        consent %s;\n" % consent
         headers = ("            proxy_set_header X-Consent-Purposes $consent_purposes;\n"
                    "            proxy_set_header X-Consent-Subject $consent_subject;\n")
@@ -357,19 +367,48 @@ http {
 
 
 class Redis:
-    def __init__(self, tmp):
+    """A redis-server; with tls, it also serves TLS on tls_port with a
+    certificate for 127.0.0.1 from a CA of its own (ca), and the plain
+    port stays for the benchmark's own checks."""
+
+    def __init__(self, tmp, tls=False):
         self.port = free_port()
-        self.dir = os.path.join(tmp, "redis")
+        self.dir = os.path.join(tmp, "redis-tls" if tls else "redis")
         os.makedirs(self.dir)
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")],
-            stdout=subprocess.DEVNULL)
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")]
+        if tls:
+            self.tls_port = free_port()
+            self.ca, cert, key = self.make_pki()
+            cmd += ["--tls-port", str(self.tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+                    "--tls-ca-cert-file", self.ca, "--tls-auth-clients", "no"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         self.stopped = False
         if not wait_port(self.port):
             raise SystemExit("redis-server did not start")
         self.r = Resp(self.port)
         self.r.sock.settimeout(10)  # never wait forever, e.g. on a stopped Redis
+
+    def make_pki(self):
+        """A CA and a server certificate for 127.0.0.1 (EC P-256, as a
+        managed service would present: a leaf signed by a CA)."""
+        d = self.dir
+
+        def run(*args):
+            subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        ca, ca_key = os.path.join(d, "ca.crt"), os.path.join(d, "ca.key")
+        cert, key, csr = os.path.join(d, "server.crt"), os.path.join(d, "server.key"), os.path.join(d, "server.csr")
+        ext = os.path.join(d, "server.ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-subj", "/CN=bench CA", "-keyout", ca_key, "-out", ca)
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", key, "-out", csr)
+        run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+            "-extfile", ext, "-out", cert)
+        return ca, cert, key
 
     def hgetall_calls(self):
         info = self.r.call("INFO", "commandstats").decode()
@@ -777,6 +816,7 @@ class Bench:
         self.wrk = Wrk(args)
         self.nginxes = []
         self.redis = None
+        self.redis_tls = None   # B7T's
         self.publisher = None
         self.runs = []          # every measured run
         self.summary = {}       # scenario -> row
@@ -809,6 +849,8 @@ class Bench:
             n.stop()
         if self.redis:
             self.redis.stop()
+        if self.redis_tls:
+            self.redis_tls.stop()
         if self.args.keep:
             print("kept", self.tmp)
         else:
@@ -838,10 +880,10 @@ class Bench:
         self.purl = self.keys.mint("purl", self.subject, "newsletter-2026-11")
         self.probe_uid = self.keys.mint("uid", "bench-probe")
 
-    def front(self, name, consent="on"):
+    def front(self, name, consent="on", redis_tls=None):
         port = free_port()
         conf = front_conf(port, self.up_port, self.args.workers, module=os.path.abspath(self.args.module),
-                          consent=consent, keys=self.keys, redis_port=self.redis.port)
+                          consent=consent, keys=self.keys, redis_port=self.redis.port, redis_tls=redis_tls)
         n = self.start_nginx(name, conf, port)
         if consent == "on":
             # the cache serves nothing until worker 0's subscription is up
@@ -1216,6 +1258,63 @@ class Bench:
                                        b4["light"]["p50"], b4["light"]["p99"]))
         return row
 
+    def run_b7t(self):
+        """B7 against a Redis over TLS beside B7 against one over TCP, the
+        two interleaved (their order alternating by round) on the same fresh
+        subjects; the ratio is TLS / TCP."""
+        if self.redis_tls is None:
+            self.redis_tls = Redis(self.tmp, tls=True)
+        plain = self.front("B7T-tcp")
+        tls = self.front("B7T", redis_tls=self.redis_tls)
+        lua, prefix, query, headers = self.files("B7T", False, True)
+        for front in (plain, tls):
+            tok = self.keys.mint("uid", self.fresh_subjects(1, "b7t-check")[0])
+            _, h = check(front.port, fill(query, tok, ""), [(k, fill(v, tok, "")) for k, v in headers])
+            self.expect("B7T $consent_source of a new subject", h.get("x-source"), "default")
+        if self.args.warmup > 0:
+            self.mint_misses(prefix, "warm", self.args.warmup)
+            for front in (plain, tls):
+                self.wrk.run(front.port, lua, prefix, self.args.warmup, "warm-up")
+        pairs, notes = [], []
+        for rnd in range(1, self.args.rounds + 1):
+            for attempt in range(self.args.retries + 1):
+                self.mint_misses(prefix, "b7t-r%d" % rnd, self.args.duration)
+                runs = {}
+                for front, redis in ((plain, self.redis), (tls, self.redis_tls))[::1 if rnd % 2 else -1]:
+                    c0, h0 = counters(front.port), redis.hgetall_calls()
+                    res = self.wrk_run(front.port, lua, prefix, self.args.duration, front.name)
+                    c1, h1 = counters(front.port), redis.hgetall_calls()
+                    runs[front.name] = self.record("B7T" if front is tls else "B7T-tcp", rnd, front.port, res,
+                                                   {"lookups": delta(c0, c1, "consent_redis_lookups_total"),
+                                                    "hgetall": h1 - h0,
+                                                    "timeouts": delta(c0, c1, "consent_redis_timeouts_total")})
+                base, res = runs["B7T-tcp"], runs["B7T"]
+                if not self.too_busy(base, res) or attempt == self.args.retries:
+                    break
+                self.retried += 1
+                base["discarded"] = res["discarded"] = True
+                print("      round %d again (new subjects)" % rnd, flush=True)
+            res["ratio"] = res["rps"] / base["rps"] if base["rps"] else float("nan")
+            res["cpu_ratio"] = res["front_cpu_us"] / base["front_cpu_us"] if base["front_cpu_us"] else float("nan")
+            for r in (base, res):
+                if r["hgetall"] != r["lookups"]:
+                    fail("%s round %d: HGETALL in Redis %d != lookups counted %d"
+                         % (r["scenario"], rnd, r["hgetall"], r["lookups"]))
+            line = ("round %d: TCP %.0f req/s, %.1f us/req; TLS %.0f req/s, %.1f us/req; lookups %d / %d"
+                    % (rnd, base["rps"], base["front_cpu_us"], res["rps"], res["front_cpu_us"],
+                       base["lookups"], res["lookups"]))
+            notes.append(line)
+            print("      " + line)
+            pairs.append((base, res))
+        self.stop_nginx(plain)
+        self.stop_nginx(tls)
+        row = self.summarize("B7T", pairs, notes)
+        row["target_text"] = "vs B7 over TCP (the B1 columns)"
+        row["verdict"] = "report"
+        row["notes"].insert(0, "paired with B7 over TCP, not with B1: 'B1 req/s' and 'B1 p99' are TCP's, "
+                               "the ratio is TLS / TCP")
+        return row
+
     def warmup_misses(self, front, lua, prefix):
         if self.args.warmup > 0:
             self.mint_misses(prefix, "warm", self.args.warmup)
@@ -1380,7 +1479,7 @@ class Bench:
 
     # -- output -----------------------------------------------------------------
     def rows(self):
-        order = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9a", "B9b"]
+        order = ["B2", "B3", "B4", "B5", "B6", "B7", "B7T", "B8", "B9a", "B9b"]
         return [self.summary[s] for s in order if s in self.summary]
 
     def table(self):
@@ -1535,7 +1634,8 @@ unset multiplot
             self.setup()
             self.hold(a.hold.upper())
         runners = {"B2": self.run_b2, "B3": self.run_b3, "B4": self.run_b4, "B5": self.run_b5,
-                   "B6": self.run_b6, "B7": self.run_b7, "B8": self.run_b8, "B9": self.run_b9}
+                   "B6": self.run_b6, "B7": self.run_b7, "B7T": self.run_b7t, "B8": self.run_b8,
+                   "B9": self.run_b9}
         self.setup()
         for s in a.scenarios:
             say("%s: %s, interleaved with B1" % (s, DESCRIPTIONS.get(s, DESCRIPTIONS.get(s + "a"))))

