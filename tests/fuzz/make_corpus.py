@@ -290,7 +290,26 @@ def record_corpus():
     write(t, "world-writes", f.bytes())
 
 
+def resp_corpus():
+    """fuzz_resp: arguments as a length byte and the bytes."""
+    def command(*args):
+        out = b""
+        for a in args:
+            a = a.encode("latin-1") if isinstance(a, str) else a
+            out += bytes([len(a)]) + a
+        return out
+    t = "fuzz_resp"
+    write(t, "hgetall", command("HGETALL", "consent:{customer-00012345}"))
+    write(t, "auth-user", command("AUTH", "consent-edge", "s3cret"))
+    write(t, "ping", command("PING"))
+    write(t, "subscribe", command("SUBSCRIBE", "consent:updates", "consent:updates:hb:4242"))
+    write(t, "empty-and-binary", command("SET", "", b"\x00\r\n*$-:+" + bytes(range(240, 256))))
+    write(t, "long", command("PUBLISH", "c" * 255, "x" * 200))
+    write(t, "cut-short", command("AUTH", "consent-edge")[:-3])
+
+
 def main():
+    resp_corpus()
     token_corpus()
     keyfile_corpus()
     query_corpus()
