@@ -143,7 +143,21 @@ class Resp:
             pass
 
 
-class FaultBase(RS.RedisStoreBase):
+class LeakChecks:
+    """For a test class with a LeakWatch in `watch` and a track() that sends
+    a request carrying tracking data."""
+
+    def track_ok(self, subject=None, **kw):
+        r = self.track(subject, **kw)
+        self.assertEqual(r.status, 200, "%r\n%r" % (r, r.resp.body[:300]))
+        return r
+
+    def assertNoLeaks(self):
+        self.assertGreater(self.watch.count, 0)
+        self.assertEqual(self.watch.leaks[:10], [], "tracking data reached the upstream")
+
+
+class FaultBase(LeakChecks, RS.RedisStoreBase):
     zone = "1m"
     keys = "consent_key 1 {d}/k1.key issue;"
     expected_log_kills = ()     # pids whose "exited on signal 9" is expected
@@ -195,15 +209,6 @@ class FaultBase(RS.RedisStoreBase):
         t0 = time.monotonic()
         resp = ngx.get(target, [("Cookie", cookies)], timeout=timeout)
         return RS.Result(resp, time.monotonic() - t0)
-
-    def track_ok(self, subject=None, **kw):
-        r = self.track(subject, **kw)
-        self.assertEqual(r.status, 200, "%r\n%r" % (r, r.resp.body[:300]))
-        return r
-
-    def assertNoLeaks(self):
-        self.assertGreater(self.watch.count, 0)
-        self.assertEqual(self.watch.leaks[:10], [], "tracking data reached the upstream")
 
     def errors(self, samples, kind):
         return self.m(samples, "consent_redis_errors_total", kind=kind)

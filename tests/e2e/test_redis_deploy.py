@@ -59,7 +59,7 @@ def documented_acl(user):
     return "user %s %s" % (user, rules)
 
 
-class DeployBase(RS.RedisStoreBase):
+class DeployBase(F.LeakChecks, RS.RedisStoreBase):
     """A Redis and an nginx for the class (RS.RedisStoreBase), a PKI made
     before either, and every upstream request checked for tracking data
     (F.LeakWatch: utm_* and ctk arguments; records here never grant
@@ -119,15 +119,6 @@ class DeployBase(RS.RedisStoreBase):
     def track(self, subject, **kw):
         """A request with a token (or vid cookie) and a tracking argument."""
         return self.request(subject, target=TRACK, **kw)
-
-    def track_ok(self, subject, **kw):
-        r = self.track(subject, **kw)
-        self.assertEqual(r.status, 200, "%r\n%r" % (r, r.resp.body[:300]))
-        return r
-
-    def assertNoLeaks(self):
-        self.assertGreater(self.watch.count, 0)
-        self.assertEqual(self.watch.leaks[:10], [], "tracking data reached the upstream")
 
 
 # ==========================================================================
@@ -335,17 +326,25 @@ class T2TlsFailures(unittest.TestCase):
 # ACL users
 
 class AclBase(DeployBase):
-    acl = None  # set below, from the docs
+    """The documented users; with `without`, the edge logs in as another user
+    whose rules are the documented edge's but that one."""
+
+    without = None      # a rule of the edge's to leave out, e.g. "+hgetall"
+    edge_password = EDGE_PASSWORD
 
     @classmethod
     def setUpClass(cls):
         cls.acl = [documented_acl("consent-edge"), documented_acl("consent-writer")]
-        cls.acl.extend(cls.more_users())
+        if cls.without:
+            rules = documented_acl("consent-edge").replace("user consent-edge ", "user edge-less ")
+            cls.acl.append(rules.replace(cls.without, "")
+                           .replace(">" + EDGE_PASSWORD, ">" + cls.edge_password))
         super().setUpClass()
 
     @classmethod
-    def more_users(cls):
-        return []
+    def credentials(cls):
+        user = "edge-less" if cls.without else "consent-edge"
+        return ["user=" + user, "password=" + cls.edge_password]
 
     @classmethod
     def ctl_args(cls):
@@ -357,10 +356,6 @@ class T3AclDocumentedRules(RS.LogCheck, AclBase):
     """The edge as consent-edge, the writer as consent-writer, both under
     exactly the rules docs/redis-schema.md gives (db=0, the default prefix
     and channel)."""
-
-    @classmethod
-    def credentials(cls):
-        return ["user=consent-edge", "password=" + EDGE_PASSWORD]
 
     def test_01_lookup_cache_update(self):
         s = "acl-1"
@@ -393,10 +388,7 @@ class T3bAclWrongPassword(RS.LogCheck, AclBase):
     fixed and reloaded, records are served."""
 
     wait_subscription = False
-
-    @classmethod
-    def credentials(cls):
-        return ["user=consent-edge", "password=wrong-pw-42"]
+    edge_password = "wrong-pw-42"
 
     def test_01_failure_then_fixed(self):
         s = "acl-wrongpw"
@@ -410,8 +402,7 @@ class T3bAclWrongPassword(RS.LogCheck, AclBase):
         self.assertNotIn("wrong-pw-42", log)
         self.assertNoLeaks()
 
-        type(self).credentials = classmethod(
-            lambda cls: ["user=consent-edge", "password=" + EDGE_PASSWORD])
+        type(self).edge_password = EDGE_PASSWORD
         RS.nginx_config(self.ngx, self.up.port, self.redis_directive(), self.on_failure,
                         self.extra_http)
         self.assertTrue(self.ngx.reload(), self.ngx.error_log()[-2000:])
@@ -424,14 +415,7 @@ class T3cAclMissingPermission(RS.LogCheck, AclBase):
     """A user with the documented rules but HGETALL: the NOPERM reply is a
     failure, never a grant, though the record grants analysis."""
 
-    @classmethod
-    def more_users(cls):
-        rules = documented_acl("consent-edge").replace("user consent-edge ", "user no-hgetall ")
-        return [rules.replace("+hgetall", "").replace(">" + EDGE_PASSWORD, ">x-pw")]
-
-    @classmethod
-    def credentials(cls):
-        return ["user=no-hgetall", "password=x-pw"]
+    without = "+hgetall"
 
     def test_01_error_reply_is_a_failure(self):
         s = "acl-noperm"
@@ -452,15 +436,7 @@ class T3dAclNoHeartbeat(RS.LogCheck, AclBase):
     (the cache cannot prove it hears updates), and error.log says why."""
 
     wait_subscription = False
-
-    @classmethod
-    def more_users(cls):
-        rules = documented_acl("consent-edge").replace("user consent-edge ", "user no-hb ")
-        return [rules.replace("+publish", "").replace(">" + EDGE_PASSWORD, ">hb-pw")]
-
-    @classmethod
-    def credentials(cls):
-        return ["user=no-hb", "password=hb-pw"]
+    without = "+publish"
 
     def test_01_never_from_cache(self):
         s = "acl-nohb"
