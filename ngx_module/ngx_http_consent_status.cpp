@@ -362,6 +362,20 @@ ngx_http_consent_count_uid(ngx_http_request_t *r, consent::UidAction action)
 }
 
 
+/* The cycle's configuration, when it counts at all. */
+static ngx_http_consent_main_conf_t *
+ngx_http_consent_stats_conf(ngx_cycle_t *cycle)
+{
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_cycle_get_module_main_conf(cycle,
+                                                   ngx_http_consent_module);
+
+    return (cmcf && cmcf->stats_zone) ? cmcf : NULL;
+}
+
+
 void
 ngx_http_consent_count_store(ngx_cycle_t *cycle,
     ngx_http_consent_store_counter_e counter)
@@ -369,28 +383,13 @@ ngx_http_consent_count_store(ngx_cycle_t *cycle,
     ngx_http_consent_stats_t      *st;
     ngx_http_consent_main_conf_t  *cmcf;
 
-    cmcf = (ngx_http_consent_main_conf_t *)
-               ngx_http_cycle_get_module_main_conf(cycle,
-                                                   ngx_http_consent_module);
-    if (cmcf == NULL || cmcf->stats_zone == NULL) {
+    cmcf = ngx_http_consent_stats_conf(cycle);
+    if (cmcf == NULL) {
         return;
     }
 
     st = ngx_http_consent_worker_stats(cmcf);
     ngx_atomic_fetch_add(&st->store[0][counter], 1);
-}
-
-
-static ngx_http_consent_main_conf_t *
-ngx_http_consent_stats_conf()
-{
-    ngx_http_consent_main_conf_t  *cmcf;
-
-    cmcf = (ngx_http_consent_main_conf_t *)
-               ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_http_consent_module);
-
-    return (cmcf && cmcf->stats_zone) ? cmcf : NULL;
 }
 
 
@@ -401,7 +400,7 @@ ngx_http_consent_count_redis(ngx_http_consent_redis_server_t *server,
     ngx_http_consent_stats_t      *st;
     ngx_http_consent_main_conf_t  *cmcf;
 
-    cmcf = ngx_http_consent_stats_conf();
+    cmcf = ngx_http_consent_stats_conf((ngx_cycle_t *) ngx_cycle);
     if (cmcf == NULL) {
         return;
     }
@@ -419,7 +418,7 @@ ngx_http_consent_redis_state(ngx_http_consent_redis_server_t *server,
     ngx_http_consent_conn_view_t   *view;
     ngx_http_consent_stats_zone_t  *stats;
 
-    cmcf = ngx_http_consent_stats_conf();
+    cmcf = ngx_http_consent_stats_conf((ngx_cycle_t *) ngx_cycle);
     if (cmcf == NULL || server->stats_row == 0) {
         return;
     }
@@ -442,10 +441,8 @@ ngx_http_consent_redis_state_exit(ngx_cycle_t *cycle)
     ngx_http_consent_conn_view_t   *view;
     ngx_http_consent_stats_zone_t  *stats;
 
-    cmcf = (ngx_http_consent_main_conf_t *)
-               ngx_http_cycle_get_module_main_conf(cycle,
-                                                   ngx_http_consent_module);
-    if (cmcf == NULL || cmcf->stats_zone == NULL) {
+    cmcf = ngx_http_consent_stats_conf(cycle);
+    if (cmcf == NULL) {
         return;
     }
 
