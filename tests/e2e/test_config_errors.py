@@ -328,6 +328,17 @@ class TestConfigErrors(unittest.TestCase):
         self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6379 user= password=x;",
                            [r"consent_redis", r"(?i)empty user"])
 
+    def test_redis_address_forms_pass(self):
+        for addr in ("127.0.0.1", "127.0.0.1:6380", "localhost:6380", "[::1]:6380", "unix:/run/r.sock"):
+            with self.subTest(addr=addr):
+                self.config(BASE_HTTP + "consent_redis %s user=u password=p;" % addr)
+                rc, out = self.ngx.test_config()
+                self.assertEqual(rc, 0, out + self.ngx.config_text())
+        for addr in ("[::1", "127.0.0.1:0", "127.0.0.1:99999", "unix:", "127.0.0.1:6379/db"):
+            with self.subTest(addr=addr):
+                self.assertRefused(BASE_HTTP + "consent_redis %s;" % addr,
+                                   [r"consent_redis", r"(?i)invalid"])
+
     def test_redis_host_name_that_does_not_resolve(self):
         self.assertRefused(BASE_HTTP + "consent_redis no-such-host.invalid:6379;",
                            [r"consent_redis", r"no-such-host\.invalid", r"(?i)host not found|invalid"])
