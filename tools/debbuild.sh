@@ -21,7 +21,8 @@
 #    the exported tree gets an entry VERSION+deb13u1 ("rebuilt for Debian
 #    13", so that a dist-upgrade from 12 replaces the Debian 12 build), and
 #    dpkg-buildpackage runs in a Debian 13 chroot: mmdebstrap of trixie main
-#    with the Build-Depends of debian/control, lintian and python3, cached
+#    with the Build-Depends of debian/control, lintian, python3, nginx and
+#    autopkgtest, cached
 #    in build/deb-build/trixie-root/ (made again after 7 days, when
 #    debian/control's Build-Depends change, or with CONSENT_DEB_REFRESH=1)
 #    and used through tools/debview.sh (an overlay, no network), so it stays
@@ -130,12 +131,12 @@ else
     . "$REPO/tests/compat/trixie_apt.sh"
     ROOT=$WORK/trixie-root
     # What the chroot holds: debian/control's Build-Depends (names only),
-    # lintian, and python3 and nginx for the package test.
+    # lintian, and python3, nginx and autopkgtest for the package test.
     bdeps=$(cd "$REPO" && perl -MDpkg::Control::Info -e '
         my $bd = Dpkg::Control::Info->new("debian/control")->get_source()->{"Build-Depends"};
         $bd =~ s/\s+/ /g;
         print join(",", map { (my $d = (split /\|/)[0]) =~ s/\(.*?\)|\[.*?\]|<.*?>|:\w+//g; $d =~ s/\s//g; $d } grep { /\S/ } split /,/, $bd);')
-    INCLUDE="$bdeps,lintian,python3,nginx"
+    INCLUDE="$bdeps,lintian,python3,nginx,autopkgtest"
     exec 9> "$WORK/trixie-root.lock"
     flock 9
     stamp_want="mmdebstrap buildd trixie main include=$INCLUDE"

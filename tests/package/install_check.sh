@@ -5,14 +5,15 @@
 #
 #   install_check.sh STAGE
 #
-# STAGE holds debs/ (the two packages), debian-tests/ (debian/tests),
+# STAGE holds debs/ (the two packages), src/debian/ and debian-tests/ (debian/tests),
 # debian-site.conf (conf/debian-site.conf) and serve_check.py.
 #
 #  1. apt-get install ./*.deb, offline; the module's nginx-abi dependency is
 #     the one the view's nginx provides.
 #  2. The modules-enabled link; nginx -t and nginx -T with Debian's stock
 #     nginx.conf; the manual page.
-#  3. debian/tests (the autopkgtest tests), each as autopkgtest would run it.
+#  3. debian/tests: autopkgtest with the null runner (this view is the
+#     testbed), then each test directly, as autopkgtest would run it.
 #  4. Keys made by consentctl (mode 0600), conf/debian-site.conf in
 #     conf.d/, nginx started with the stock nginx.conf, and a request served
 #     through `consent on` to a real upstream (serve_check.py).
@@ -117,6 +118,23 @@ man=/usr/share/man/man1/consentctl.1.gz
 ok "consentctl(1) at $man"
 
 # ---- 3. debian/tests ---------------------------------------------------------------
+# autopkgtest itself (the null runner: this view is the testbed) reads
+# debian/tests/control and runs what the null runner may run; it cannot run
+# "generic" (isolation-container), so every test then also runs directly.
+say "autopkgtest --no-built-binaries ${debs[*]##*/} src/ -- null"
+set +e
+(cd "$S" && autopkgtest --no-built-binaries "${debs[@]}" src/ -- null) > /tmp/autopkgtest.log 2>&1
+rc=$?
+set -e
+summary=$(sed -n '/@@@@ summary/,$p' /tmp/autopkgtest.log | grep -E '^[a-z0-9-]+ +(PASS|FAIL|SKIP|FLAKY)' | awk '!seen[$0]++' || true)
+printf '%s\n' "$summary" | sed 's/^/    /'
+if [ "$rc" != 0 ] && [ "$rc" != 2 ] || ! grep -qE '^consent +PASS' <<<"$summary" \
+        || ! grep -qE '^generic +(PASS|SKIP Test restriction "isolation-container")' <<<"$summary" \
+        || grep -qE ' (FAIL|FLAKY)' <<<"$summary"; then
+    tail -n 40 /tmp/autopkgtest.log >&2
+    fail "autopkgtest (exit $rc)"
+fi
+ok "autopkgtest (exit $rc): $(awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }' <<<"$summary")"
 for t in $(sed -n 's/^Tests: *//p' "$S/debian-tests/control"); do
     say "debian/tests/$t (as autopkgtest runs it)"
     tmp=$(mktemp -d)

@@ -53,6 +53,8 @@ chmod 755 "$stage"
 mkdir "$stage/debs"
 cp "${debs[@]}" "$stage/debs/"
 cp -r "$REPO/debian/tests" "$stage/debian-tests"
+mkdir "$stage/src"
+cp -r "$REPO/debian" "$stage/src/debian"
 cp "$REPO/conf/debian-site.conf" "$REPO/tests/package/install_check.sh" "$REPO/tests/package/serve_check.py" "$stage/"
 
 # ---- what must not change ------------------------------------------------------------
