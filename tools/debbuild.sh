@@ -22,15 +22,15 @@
 #    13", so that a dist-upgrade from 12 replaces the Debian 12 build), and
 #    dpkg-buildpackage runs in a Debian 13 chroot: mmdebstrap of trixie main
 #    with the Build-Depends of debian/control, lintian, python3, nginx and
-#    autopkgtest, cached
-#    in build/deb-build/trixie-root/ (made again after 7 days, when
-#    debian/control's Build-Depends change, or with CONSENT_DEB_REFRESH=1)
-#    and used through tools/debview.sh (an overlay, no network), so it stays
-#    pristine. The mirror is the one this machine uses
-#    (tests/compat/trixie_apt.sh); NGINX126_MIRROR=URL overrides it.
+#    autopkgtest, cached in build/deb-build/trixie-root/ (made again after
+#    7 days, when debian/control's Build-Depends change, or with
+#    CONSENT_DEB_REFRESH=1) and used through tools/debview.sh (an overlay,
+#    no network), so it stays pristine. The mirror is the one this machine
+#    uses (tests/compat/trixie_apt.sh); NGINX126_MIRROR=URL overrides it.
+#    The Debian 13 build needs root, and re-executes itself with sudo.
 # 3. lintian on the .changes (source and binaries) with that release's
-#    lintian: any error or warning fails, except the archive-only
-#    initial-upload-closes-no-bugs.
+#    lintian, every tag shown: any error or warning fails, except the
+#    archive-only initial-upload-closes-no-bugs.
 #
 # Exit status: 0 built and lintian clean; 77 (trixie only) Debian 13's
 # archive cannot be reached and no environment is cached; 1 anything else.
