@@ -308,7 +308,77 @@ def resp_corpus():
     write(t, "cut-short", command("AUTH", "consent-edge")[:-3])
 
 
+def roles_corpus():
+    """fuzz_redis_roles: replies as trees, node by node: a type (0 nil,
+    1 string, 2 status, 3 error, 4 integer, 5 array), then its string, its
+    integer (a bool, then value + 2 in three bytes), or its element count and
+    the elements. Mode 3 takes the rest of the input as a message."""
+    t = "fuzz_redis_roles"
+
+    def node(f, n):
+        kind = n[0]
+        if kind == "nil":
+            f.int(0)
+        elif kind in ("s", "st", "e"):
+            f.int({"s": 1, "st": 2, "e": 3}[kind]).string(n[1])
+        elif kind == "i":
+            f.int(4).int(1).int(n[1] + 2, 3)
+        else:
+            f.int(5).int(len(n[1]))
+            for k in n[1]:
+                node(f, k)
+
+    def reply(name, mode, tree, cap=4):
+        f = Fdp().int(mode).int(cap)
+        node(f, tree)
+        write(t, name, f.bytes())
+
+    def s(x):
+        return ("s", x)
+
+    def a(*kids):
+        return ("a", list(kids))
+
+    def i(v):
+        return ("i", v)
+
+    reply("addr-known", 0, a(s("127.0.0.1"), s("6380")))
+    reply("addr-nil", 0, ("nil",))
+    reply("addr-error", 0, ("e", "ERR No such master with that name"))
+    reply("addr-port-0", 0, a(s("127.0.0.1"), s("0")))
+    reply("addr-port-int", 0, a(s("::1"), i(26379)))
+    reply("addr-host-space", 0, a(s("a b"), s("1")))
+    reply("role-master", 1, a(s("master"), i(3129), a(a(s("127.0.0.1"), s("9001"), s("3129")),
+                                                        a(s("127.0.0.1"), s("9002"), s("3100")))), cap=1)
+    reply("role-master-none", 1, a(s("master"), i(0), a()))
+    reply("role-replica", 1, a(s("slave"), s("127.0.0.1"), i(9000), s("connected"), i(3167)))
+    reply("role-replica-sync", 1, a(s("slave"), s("127.0.0.1"), i(9000), s("sync"), i(-1)))
+    reply("role-sentinel", 1, a(s("sentinel"), a(s("consent"), s("other"))))
+    reply("role-bad-port", 1, a(s("slave"), s("127.0.0.1"), i(70000), s("connected"), i(1)))
+    fields = ["name", "127.0.0.1:6380", "ip", "127.0.0.1", "port", "6380", "flags", "slave",
+              "master-link-status", "ok", "master-host", "127.0.0.1", "master-port", "6379",
+              "slave-repl-offset", "22786"]
+    entry = a(*[s(x) for x in fields])
+    down = a(*[s(x) for x in fields[:7] + ["s_down,slave,disconnected", "master-link-status", "err",
+                                            "master-host", "?", "master-port", "0"]])
+    reply("replicas", 2, a(entry, down), cap=1)
+    reply("replicas-empty", 2, a())
+    reply("replicas-missing-port", 2, a(a(s("ip"), s("h"), s("flags"), s("slave"))))
+    reply("replicas-twice", 2, a(a(s("ip"), s("h"), s("port"), s("1"), s("flags"), s("slave"), s("ip"), s("x"))))
+
+    def switch(name, msg):
+        write(t, "switch-" + name, Fdp().int(3).raw(msg).bytes())
+
+    switch("plain", "consent 127.0.0.1 6379 127.0.0.1 6380")
+    switch("ipv6-names", "m ::1 1 redis-2.internal 65535")
+    switch("extra-field", "consent 127.0.0.1 6379 127.0.0.1 6380 x")
+    switch("double-space", "consent  127.0.0.1 6379 127.0.0.1 6380")
+    switch("trailing-space", "consent 127.0.0.1 6379 127.0.0.1 6380 ")
+    switch("port-range", "consent 127.0.0.1 0 127.0.0.1 65536")
+
+
 def main():
+    roles_corpus()
     resp_corpus()
     token_corpus()
     keyfile_corpus()
