@@ -936,9 +936,20 @@ class RedisServer:
                 "user default on nopass|>PASSWORD ~* &* +@all" so that cli()
                 stays an administrator. cli(user=..., password=...) runs as
                 another user.
+    config      configuration file lines, written to DIR/redis.conf and
+                given as redis-server's first argument (the command-line
+                settings above still apply on top). A Sentinel needs one:
+                it records what it learns there (CONFIG REWRITE).
+    sentinel    run as a Sentinel (`redis-server FILE --sentinel`); config
+                holds its `sentinel monitor ...` lines.
+    args        more command-line arguments, e.g. ["--replicaof",
+                "127.0.0.1", "6379"]; they come last.
+    name        what log() and messages call it (default: redis PORT).
+    topology.py builds primaries, replicas and Sentinels from these.
     """
 
-    def __init__(self, password=None, unixsocket=False, port=None, host="127.0.0.1", tls=None, acl=None):
+    def __init__(self, password=None, unixsocket=False, port=None, host="127.0.0.1", tls=None, acl=None,
+                 config=None, sentinel=False, args=None, name=None):
         self.dir = tempfile.mkdtemp(prefix="consent-redis-")
         os.chmod(self.dir, 0o755)
         self.host = host
@@ -958,6 +969,14 @@ class RedisServer:
             self.aclfile = os.path.join(self.dir, "users.acl")
             with open(self.aclfile, "w") as f:
                 f.write("\n".join(lines) + "\n")
+        self.sentinel = sentinel
+        self.conffile = None
+        if config is not None or sentinel:
+            self.conffile = os.path.join(self.dir, "sentinel.conf" if sentinel else "redis.conf")
+            with open(self.conffile, "w") as f:
+                f.write("".join(line + "\n" for line in (config or [])))
+        self.args = [str(a) for a in (args or [])]
+        self.name = name or ("%s %d" % ("sentinel" if sentinel else "redis", self.port))
         self.proc = None
         self.stopped = False  # SIGSTOP sent and no SIGCONT yet
         _LIVE_REDIS.add(self)
@@ -970,15 +989,21 @@ class RedisServer:
             return "[%s]:%d" % (self.host, self.port)
         return "%s:%d" % (self.host, self.port)
 
-    def log(self):
+    def log(self, limit=3000):
+        """The end of the server's log (at most `limit` characters)."""
         try:
             with open(os.path.join(self.dir, "redis.log")) as f:
-                return f.read()[-3000:]
+                return f.read()[-limit:]
         except OSError:
             return ""
 
     def start(self, timeout=10.0):
-        cmd = [REDIS_SERVER, "--bind", self.host,
+        cmd = [REDIS_SERVER]
+        if self.conffile:
+            # The file first: redis-server reads it, then applies the
+            # command line on top.
+            cmd += [self.conffile] + (["--sentinel"] if self.sentinel else [])
+        cmd += ["--bind", self.host,
                "--save", "", "--appendonly", "no", "--dir", self.dir,
                "--logfile", os.path.join(self.dir, "redis.log")]
         if self.tls:
@@ -993,6 +1018,7 @@ class RedisServer:
             cmd += ["--requirepass", self.password]
         if self.unixsocket:
             cmd += ["--unixsocket", self.unixsocket, "--unixsocketperm", "777"]
+        cmd += self.args
         deadline = time.time() + timeout
         while True:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
@@ -1006,7 +1032,7 @@ class RedisServer:
                 time.sleep(0.02)
             if self.proc.poll() is None or time.time() >= deadline:
                 self.kill()
-                raise RuntimeError("redis-server did not start:\n" + self.log())
+                raise RuntimeError("%s did not start:\n%s" % (self.name, self.log()))
             time.sleep(0.1)  # exited (e.g. port briefly busy): try again
 
     def pid(self):
