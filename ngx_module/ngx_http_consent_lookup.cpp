@@ -7,7 +7,8 @@
  * waiting request is woken through its connection's write event, with
  * ctx->state NGX_HTTP_CONSENT_LOOKED, and the handler continues there.
  *
- * Per worker: one connection for lookups; identical lookups in flight are
+ * Per worker: one connection for lookups (the topology's `read`: the
+ * primary or a replica, ngx_http_consent_topology.h); identical lookups in flight are
  * merged (one HGETALL serves every request waiting for that subject); a
  * lookup not answered within `timeout` fails its requests and drops the
  * connection, which then counts as down, so that later requests fail fast
@@ -18,15 +19,13 @@
  */
 
 #include "ngx_module/ngx_http_consent_cache.h"
-#include "ngx_module/ngx_http_consent_redis.h"
+#include "ngx_module/ngx_http_consent_topology.h"
 
 #include "store/record.h"
 
 
 /* The largest HGETALL reply accepted; anything larger is not a record. */
 #define NGX_HTTP_CONSENT_MAX_REPLY  65536
-
-#define NGX_HTTP_CONSENT_LOOKUP_PING  5000
 
 
 typedef struct {
@@ -44,8 +43,7 @@ typedef struct {
 typedef struct {
     ngx_http_consent_main_conf_t  *cmcf;
     ngx_pool_t                    *pool;
-    ngx_http_consent_redis_t       lookup;
-    ngx_http_consent_redis_t       sub;
+    ngx_http_consent_topology_t   *topology;
     ngx_event_t                    heartbeat;
     ngx_str_t                      heartbeat_channel;
     uint64_t                       heartbeat_rx;
@@ -136,9 +134,9 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
         ngx_http_consent_count_store((ngx_cycle_t *) ngx_cycle, NGX_HTTP_CONSENT_CACHE_MISS);
     }
 
-    if (w->lookup.down) {
+    if (w->topology->read.down) {
         /* known down: do not make every request wait for the timeout */
-        ngx_http_consent_count_redis(w->lookup.server,
+        ngx_http_consent_count_redis(w->topology->read.server,
                                      NGX_HTTP_CONSENT_REDIS_FAST_FAIL);
         ctx->outcome = consent::LookupOutcome::failure;
         return NGX_OK;
@@ -166,7 +164,7 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
     }
 
     if (p) {
-        ngx_http_consent_count_redis(w->lookup.server,
+        ngx_http_consent_count_redis(w->topology->read.server,
                                      NGX_HTTP_CONSENT_REDIS_MERGED);
 
     } else {
@@ -199,19 +197,19 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
                                                  cmcf->redis_prefix.len),
                                 subject, (char *) w->key));
 
-        if (ngx_http_consent_redis_send(&w->lookup,
+        if (ngx_http_consent_redis_send(&w->topology->read,
                                         ngx_http_consent_lookup_reply, p,
                                         argv, 2)
             != NGX_OK)
         {
             ngx_queue_insert_head(&w->free, &p->free_link);
-            ngx_http_consent_count_redis(w->lookup.server,
+            ngx_http_consent_count_redis(w->topology->read.server,
                                          NGX_HTTP_CONSENT_REDIS_FAST_FAIL);
             ctx->outcome = consent::LookupOutcome::failure;
             return NGX_OK;
         }
 
-        ngx_http_consent_count_redis(w->lookup.server,
+        ngx_http_consent_count_redis(w->topology->read.server,
                                      NGX_HTTP_CONSENT_REDIS_LOOKUP);
 
         ngx_rbtree_insert(&w->pending, &p->sn.node);
@@ -221,7 +219,7 @@ ngx_http_consent_lookup(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
         p->timer.handler = ngx_http_consent_lookup_timeout;
         p->timer.data = p;
         p->timer.log = ngx_cycle->log;
-        ngx_add_timer(&p->timer, w->lookup.server->timeout);
+        ngx_add_timer(&p->timer, w->topology->read.server->timeout);
     }
 
     ctx->pending = p;
@@ -316,7 +314,7 @@ ngx_http_consent_lookup_timeout(ngx_event_t *ev)
      * connection; its reconnect is the probe that ends the failure state.
      * This frees `p`, through its callback with no reply.
      */
-    ngx_http_consent_redis_close(&ngx_http_consent_worker->lookup,
+    ngx_http_consent_redis_close(&ngx_http_consent_worker->topology->read,
                                  NGX_HTTP_CONSENT_REDIS_TIMEOUT);
 }
 
@@ -586,25 +584,31 @@ ngx_http_consent_heartbeat(ngx_event_t *ev)
 {
     uint64_t                    now;
     std::string_view            argv[3];
+    ngx_http_consent_redis_t   *rc;
     ngx_http_consent_worker_t  *w = ngx_http_consent_worker;
 
     now = ngx_http_consent_now_ms();
 
-    if (w->sub.ready && now > w->heartbeat_rx + NGX_HTTP_CONSENT_HEARTBEAT_DEAD) {
+    if (w->topology->sub.ready
+        && now > w->heartbeat_rx + NGX_HTTP_CONSENT_HEARTBEAT_DEAD)
+    {
         ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                       "consent: no heartbeat through the update channel "
                       "subscription, resubscribing");
         ngx_http_consent_cache_unsubscribed(w->cmcf->cache_zone);
-        ngx_http_consent_redis_close(&w->sub, NGX_HTTP_CONSENT_REDIS_TIMEOUT);
+        ngx_http_consent_redis_close(&w->topology->sub,
+                                     NGX_HTTP_CONSENT_REDIS_TIMEOUT);
     }
 
-    if (w->lookup.ready) {
+    /* on the primary: then it proves replication to a replica, too */
+    rc = ngx_http_consent_topology_primary(w->topology);
+
+    if (rc) {
         argv[0] = "PUBLISH";
         argv[1] = std::string_view((char *) w->heartbeat_channel.data,
                                    w->heartbeat_channel.len);
         argv[2] = "hb";
-        (void) ngx_http_consent_redis_send(&w->lookup,
-                                           ngx_http_consent_heartbeat_reply,
+        (void) ngx_http_consent_redis_send(rc, ngx_http_consent_heartbeat_reply,
                                            NULL, argv, 3);
     }
 
@@ -617,11 +621,10 @@ ngx_http_consent_heartbeat(ngx_event_t *ev)
 ngx_int_t
 ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i;
+    ngx_uint_t                        i, subscribe;
     ngx_http_consent_worker_t        *w;
     ngx_http_consent_purpose_t       *purpose;
     ngx_http_consent_main_conf_t     *cmcf;
-    ngx_http_consent_redis_server_t  *server;
 
     if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
         return NGX_OK;
@@ -665,18 +668,15 @@ ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle)
 
     ngx_http_consent_worker = w;
 
-    server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
+    subscribe = cmcf->cache_zone && ngx_worker == 0;
 
-    if (ngx_http_consent_redis_init(&w->lookup, &server[0], cmcf, cycle,
-                                    NGX_HTTP_CONSENT_LOOKUP_PING)
-        != NGX_OK)
-    {
+    w->topology = ngx_http_consent_topology_init(cycle, cmcf, w->pool,
+                                                 subscribe);
+    if (w->topology == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_consent_redis_connect(&w->lookup);
-
-    if (cmcf->cache_zone && ngx_worker == 0) {
+    if (subscribe) {
         /* <channel>:hb:<pid>: a name of its own, any collision harmless */
         w->heartbeat_channel.data = (u_char *)
             ngx_pnalloc(cycle->pool, cmcf->redis_channel.len
@@ -690,18 +690,13 @@ ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle)
                         &cmcf->redis_channel, ngx_pid)
             - w->heartbeat_channel.data;
 
-        /* liveness comes from the heartbeat, not from PING (see above) */
-        if (ngx_http_consent_redis_init(&w->sub, &server[0], cmcf, cycle, 0)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+        w->topology->sub.on_ready = ngx_http_consent_subscribe;
+        w->topology->sub.on_down = ngx_http_consent_subscriber_down;
+    }
 
-        w->sub.subscriber = 1;
-        w->sub.on_ready = ngx_http_consent_subscribe;
-        w->sub.on_down = ngx_http_consent_subscriber_down;
-        ngx_http_consent_redis_connect(&w->sub);
+    ngx_http_consent_topology_start(w->topology);
 
+    if (subscribe) {
         w->heartbeat.handler = ngx_http_consent_heartbeat;
         w->heartbeat.log = cycle->log;
         w->heartbeat.cancelable = 1;
@@ -742,12 +737,11 @@ ngx_http_consent_lookup_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&w->heartbeat);
     }
 
-    if (w->sub.server) {
+    if (w->topology->subscribing) {
         ngx_http_consent_cache_unsubscribed(w->cmcf->cache_zone);
-        ngx_http_consent_redis_stop(&w->sub);
     }
 
-    ngx_http_consent_redis_stop(&w->lookup);
+    ngx_http_consent_topology_exit(w->topology);
 
     ngx_destroy_pool(w->pool);
     ngx_http_consent_worker = NULL;

@@ -102,6 +102,7 @@ ngx_http_consent_create_main_conf(ngx_conf_t *cf)
 
     cmcf->cache_ttl = NGX_CONF_UNSET_MSEC;
     cmcf->on_failure_default = NGX_CONF_UNSET;
+    cmcf->redis_read_replica = NGX_CONF_UNSET;
     cmcf->redis_tls.enable = NGX_CONF_UNSET;
     cmcf->redis_tls.verify = NGX_CONF_UNSET;
 

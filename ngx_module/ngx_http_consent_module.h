@@ -37,17 +37,21 @@ typedef struct {
 typedef struct ngx_http_consent_stats_s  ngx_http_consent_stats_t;
 
 
-/* consent_redis role=: which kind of server a line names */
-#define NGX_HTTP_CONSENT_REDIS_PRIMARY  0
+/* what a server is: consent_redis role=, or a consent_redis_sentinels one */
+#define NGX_HTTP_CONSENT_REDIS_PRIMARY   0
+#define NGX_HTTP_CONSENT_REDIS_REPLICA   1
+#define NGX_HTTP_CONSENT_REDIS_SENTINEL  2
 
 
 /*
- * One Redis server as configured. The connection layer takes a list of
- * these (today always one), so replicas and Sentinel-found primaries are
- * more entries, not a new design.
+ * One Redis server: a consent_redis line, a Sentinel of
+ * consent_redis_sentinels, or a server a Sentinel named (made by a worker,
+ * from its sentinel: line). The connection layer takes any of these.
  */
 typedef struct {
     ngx_str_t                    name;         /* as written: logs, labels */
+    ngx_str_t                    master;       /* sentinel:NAME: the master's
+                                                  name; no address of its own */
     ngx_str_t                    host;         /* a name to resolve again, and
                                                   the default TLS name; no
                                                   brackets; empty for unix: */
@@ -99,9 +103,14 @@ typedef struct {
     consent::PurposeMask         gpc;
 
     ngx_shm_zone_t              *stats_zone;
+    ngx_uint_t                   stats_generation;  /* of this configuration */
 
     /* the store: consent_redis*, consent_cache, consent_on_failure */
-    ngx_array_t                 *redis;        /* ngx_http_consent_redis_server_t */
+    ngx_array_t                 *redis;        /* ngx_http_consent_redis_server_t:
+                                                  consent_redis lines, the
+                                                  primary (or sentinel:) first */
+    ngx_array_t                 *redis_sentinels;
+    ngx_flag_t                   redis_read_replica;
     ngx_http_consent_redis_tls_t redis_tls;
     /* nginx's resolver of the http block, when one is set: host names are
      * resolved again through it on every connect */
@@ -266,6 +275,8 @@ typedef enum {
     NGX_HTTP_CONSENT_ERR_REPLY,       /* LOADING, READONLY, OOM, NOAUTH, ... */
     NGX_HTTP_CONSENT_ERR_PROTOCOL,    /* wrong type, oversized */
     NGX_HTTP_CONSENT_ERR_MALFORMED,   /* a record that breaks the schema */
+    NGX_HTTP_CONSENT_ERR_ROLE,        /* a server not in the role expected */
+    NGX_HTTP_CONSENT_FAILOVER,        /* a failover followed (row 0) */
     NGX_HTTP_CONSENT_STORE_COUNTERS
 } ngx_http_consent_store_counter_e;
 
@@ -275,14 +286,22 @@ void ngx_http_consent_count_store(ngx_cycle_t *cycle,
 /* a Redis counter, consent_redis_*{server="..."}: lookups and errors */
 void ngx_http_consent_count_redis(ngx_http_consent_redis_server_t *server,
     ngx_http_consent_store_counter_e counter);
+/* a server a worker found (a Sentinel named it): its counters' row */
+void ngx_http_consent_stats_server(ngx_http_consent_redis_server_t *server);
 /* this worker's connection to the server came up or went down: the
  * consent_redis_up gauge */
 void ngx_http_consent_redis_state(ngx_http_consent_redis_server_t *server,
     ngx_uint_t up);
 void ngx_http_consent_redis_state_exit(ngx_cycle_t *cycle);
 
-/* redis_conf.cpp: consent_redis and consent_redis_ssl* */
+/* redis_conf.cpp: consent_redis*, consent_redis_ssl* */
 char *ngx_http_consent_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_consent_redis_sentinels(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_consent_redis_read(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_consent_redis_ssl_name(ngx_pool_t *pool,
+    ngx_http_consent_main_conf_t *cmcf, ngx_http_consent_redis_server_t *rs);
 char *ngx_http_consent_redis_init_conf(ngx_conf_t *cf,
     ngx_http_consent_main_conf_t *cmcf);
 ngx_int_t ngx_http_consent_redis_postconfiguration(ngx_conf_t *cf,

@@ -4,21 +4,25 @@
  * the connection (commands out, replies in) are in
  * ngx_http_consent_redis_io.cpp.
  *
- * A connection attempt runs: resolve (only for a host name, with nginx's
+ * A connection attempt runs: locate (which server: the owner's hook, for
+ * replicas and Sentinel) -> resolve (only for a host name, with nginx's
  * resolver set) -> connect -> TLS handshake and verification (with
- * consent_redis_ssl on) -> AUTH, SELECT, PING -> ready. connect_timeout
- * bounds all of it. Any failure on the way closes the attempt, counts as a
- * connect error, and the next attempt comes after a backoff, at the next
- * address when there are several.
+ * consent_redis_ssl on) -> AUTH, SELECT, then PING, or ROLE when the
+ * server must be a primary or a replica with its link up -> ready.
+ * connect_timeout bounds all but locate. Any failure on the way closes the
+ * attempt, counts as an error, and the next attempt comes after a backoff,
+ * at the next address when there are several.
  */
 
 #include "ngx_module/ngx_http_consent_redis_io.h"
+#include "ngx_module/ngx_http_consent_redis_reply.h"
 
 
 #define NGX_HTTP_CONSENT_BACKOFF_MIN  100
 #define NGX_HTTP_CONSENT_BACKOFF_MAX  2000
 
 
+static void ngx_http_consent_redis_connect_server(ngx_http_consent_redis_t *rc);
 static void ngx_http_consent_redis_resolve(ngx_http_consent_redis_t *rc);
 static void ngx_http_consent_redis_resolved(ngx_resolver_ctx_t *ctx);
 static void ngx_http_consent_redis_connect_peer(ngx_http_consent_redis_t *rc,
@@ -88,6 +92,7 @@ ngx_http_consent_redis_init(ngx_http_consent_redis_t *rc,
     rc->log.action = NULL;
 
     rc->addr_text.data = rc->addr_buf;
+    ngx_queue_init(&rc->locate_link);
 
     ngx_http_consent_redis_init_event(&rc->connect_timer,
                                       ngx_http_consent_redis_connect_timeout,
@@ -104,14 +109,55 @@ ngx_http_consent_redis_init(ngx_http_consent_redis_t *rc,
 void
 ngx_http_consent_redis_connect(ngx_http_consent_redis_t *rc)
 {
+    if (rc->active || rc->stopping || rc->locating) {
+        return;
+    }
+
+    if (rc->locate) {
+        rc->locating = 1;
+        rc->locate(rc);
+        return;
+    }
+
+    ngx_http_consent_redis_connect_server(rc);
+}
+
+
+void
+ngx_http_consent_redis_located(ngx_http_consent_redis_t *rc,
+    ngx_http_consent_redis_server_t *server, ngx_uint_t expect_role)
+{
+    rc->locating = 0;
+
+    if (rc->stopping || rc->active) {
+        return;
+    }
+
+    if (server == NULL) {
+        /* the owner said why; counted against the server it had */
+        ngx_http_consent_redis_down(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
+        return;
+    }
+
+    if (server != rc->server) {
+        rc->server = server;
+        rc->next_addr = 0;
+        rc->socklen = 0;
+    }
+
+    rc->expect_role = expect_role;
+
+    ngx_http_consent_redis_connect_server(rc);
+}
+
+
+static void
+ngx_http_consent_redis_connect_server(ngx_http_consent_redis_t *rc)
+{
     size_t                            n;
     ngx_addr_t                       *addr;
     std::string_view                  argv[3];
     ngx_http_consent_redis_server_t  *s = rc->server;
-
-    if (rc->active || rc->stopping) {
-        return;
-    }
 
     if (ngx_http_consent_redis_io_start(rc) != NGX_OK) {
         ngx_http_consent_redis_down(rc, NGX_HTTP_CONSENT_ERR_CONNECT);
@@ -120,6 +166,7 @@ ngx_http_consent_redis_connect(ngx_http_consent_redis_t *rc)
 
     rc->active = 1;
     rc->ready = 0;
+    rc->unfit = 0;
     rc->ping_pending = 0;
 
     ngx_add_timer(&rc->connect_timer, s->connect_timeout);
@@ -160,7 +207,7 @@ ngx_http_consent_redis_connect(ngx_http_consent_redis_t *rc)
         }
     }
 
-    argv[0] = "PING";
+    argv[0] = rc->expect_role ? "ROLE" : "PING";
 
     if (ngx_http_consent_redis_send(rc, ngx_http_consent_redis_handshake_done,
                                     NULL, argv, 1)
@@ -491,6 +538,70 @@ ngx_http_consent_redis_handshake_step(ngx_http_consent_redis_t *rc,
 }
 
 
+/*
+ * ROLE's answer fits what the attempt expects: a primary, or a replica
+ * whose link to its primary is up. When not, says why (once per attempt)
+ * and closes: the owner's on_down hook sees rc->unfit.
+ */
+static ngx_int_t
+ngx_http_consent_redis_role_fit(ngx_http_consent_redis_t *rc,
+    redisReply *reply)
+{
+    consent::RoleInfo          info;
+    const consent::RespValue  *v;
+
+    v = ngx_http_consent_resp_view(reply);
+
+    if (v == NULL || !consent::parse_role(*v, &info)) {
+        ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
+                      "consent: redis %V (%V): ROLE answered something else",
+                      &rc->server->name, &rc->addr_text);
+        goto unfit;
+    }
+
+    if (rc->expect_role == NGX_HTTP_CONSENT_ROLE_PRIMARY
+        && info.role == consent::Role::master)
+    {
+        return NGX_OK;
+    }
+
+    if (rc->expect_role == NGX_HTTP_CONSENT_ROLE_REPLICA
+        && info.role == consent::Role::replica && consent::link_up(info.link))
+    {
+        return NGX_OK;
+    }
+
+    if (info.role == consent::Role::replica) {
+        std::string_view  state = consent::link_state_name(info.link);
+
+        ngx_log_error(NGX_LOG_WARN, rc->cycle->log, 0,
+                      "consent: redis %V (%V): a replica of %*s:%d, its link "
+                      "%*s, where %s was expected",
+                      &rc->server->name, &rc->addr_text,
+                      info.primary.host.size(), info.primary.host.data(),
+                      info.primary.port, state.size(), state.data(),
+                      rc->expect_role == NGX_HTTP_CONSENT_ROLE_PRIMARY
+                      ? "the primary" : "a replica with its link up");
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, rc->cycle->log, 0,
+                      "consent: redis %V (%V): ROLE says %s, where %s was "
+                      "expected", &rc->server->name, &rc->addr_text,
+                      info.role == consent::Role::master ? "master"
+                                                         : "sentinel",
+                      rc->expect_role == NGX_HTTP_CONSENT_ROLE_PRIMARY
+                      ? "the primary" : "a replica");
+    }
+
+unfit:
+
+    rc->unfit = 1;
+    ngx_http_consent_redis_close(rc, NGX_HTTP_CONSENT_ERR_ROLE);
+
+    return NGX_ERROR;
+}
+
+
 static void
 ngx_http_consent_redis_handshake_done(ngx_http_consent_redis_t *rc,
     redisReply *reply, void *data)
@@ -501,6 +612,12 @@ ngx_http_consent_redis_handshake_done(ngx_http_consent_redis_t *rc,
 
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_http_consent_redis_handshake_step(rc, reply, data);
+        return;
+    }
+
+    if (rc->expect_role
+        && ngx_http_consent_redis_role_fit(rc, reply) != NGX_OK)
+    {
         return;
     }
 
@@ -603,13 +720,29 @@ ngx_http_consent_redis_stop(ngx_http_consent_redis_t *rc)
 {
     rc->stopping = 1;
 
-    if (rc->retry_timer.timer_set) {
-        ngx_del_timer(&rc->retry_timer);
-    }
-
     /* not a failure: nothing is counted, no hook runs */
+    ngx_http_consent_redis_release(rc);
+
+    ngx_http_consent_redis_io_free(rc);
+}
+
+
+void
+ngx_http_consent_redis_release(ngx_http_consent_redis_t *rc)
+{
     if (rc->active) {
         ngx_http_consent_redis_io_drop(rc);
+    }
+
+    if (ngx_queue_next(&rc->locate_link) != &rc->locate_link) {
+        ngx_queue_remove(&rc->locate_link);
+        ngx_queue_init(&rc->locate_link);
+    }
+
+    rc->locating = 0;
+
+    if (rc->retry_timer.timer_set) {
+        ngx_del_timer(&rc->retry_timer);
     }
 
     if (rc->connect_timer.timer_set) {
@@ -620,7 +753,30 @@ ngx_http_consent_redis_stop(ngx_http_consent_redis_t *rc)
         ngx_del_timer(&rc->ping_timer);
     }
 
-    ngx_http_consent_redis_io_free(rc);
+    rc->ready = 0;
+    rc->down = 0;
+    rc->ping_pending = 0;
+    rc->backoff = NGX_HTTP_CONSENT_BACKOFF_MIN;
+}
+
+
+void
+ngx_http_consent_redis_switch(ngx_http_consent_redis_t *rc)
+{
+    ngx_uint_t  was_active = rc->active;
+
+    if (rc->stopping) {
+        return;
+    }
+
+    ngx_http_consent_redis_release(rc);
+
+    /* down stays 0: the hook knows it from a failure */
+    if (was_active && rc->on_down) {
+        rc->on_down(rc);
+    }
+
+    ngx_http_consent_redis_connect(rc);
 }
 
 
@@ -661,6 +817,12 @@ ngx_http_consent_redis_pong(ngx_http_consent_redis_t *rc, redisReply *reply,
         return;
     }
 
+    if (rc->expect_role
+        && ngx_http_consent_redis_role_fit(rc, reply) != NGX_OK)
+    {
+        return;
+    }
+
     rc->ping_pending = 0;
 
     /* again: another generation's worker may have written its own state */
@@ -677,8 +839,10 @@ ngx_http_consent_redis_pong(ngx_http_consent_redis_t *rc, redisReply *reply,
 static void
 ngx_http_consent_redis_ping(ngx_event_t *ev)
 {
-    std::string_view           argv[1] = { "PING" };
     ngx_http_consent_redis_t  *rc = (ngx_http_consent_redis_t *) ev->data;
+
+    /* ROLE, when the role matters: a replica whose link broke is left */
+    std::string_view  argv[1] = { rc->expect_role ? "ROLE" : "PING" };
 
     if (!rc->ready) {
         return;

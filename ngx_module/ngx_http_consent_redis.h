@@ -42,6 +42,12 @@ typedef struct {
 } ngx_http_consent_redis_wait_t;
 
 
+/* what a connection expects of its server's ROLE */
+#define NGX_HTTP_CONSENT_ROLE_ANY      0   /* not asked: PING */
+#define NGX_HTTP_CONSENT_ROLE_PRIMARY  1   /* ROLE: master */
+#define NGX_HTTP_CONSENT_ROLE_REPLICA  2   /* ROLE: slave, its link up */
+
+
 struct ngx_http_consent_redis_s {
     ngx_peer_connection_t              peer;       /* .connection: the socket */
     ngx_http_consent_redis_server_t   *server;
@@ -81,6 +87,9 @@ struct ngx_http_consent_redis_s {
     ngx_msec_t                         backoff;
     ngx_msec_t                         ping_every;
     ngx_uint_t                         generation;     /* +1 at every close */
+    ngx_uint_t                         expect_role;    /* of this attempt */
+    ngx_queue_t                        locate_link;    /* while a Sentinel is
+                                                          asked where to go */
 
     unsigned                           active:1;       /* connecting or up */
     unsigned                           established:1;  /* TCP (and TLS) up */
@@ -90,8 +99,14 @@ struct ngx_http_consent_redis_s {
     unsigned                           stopping:1;
     unsigned                           subscriber:1;   /* no SELECT, no state
                                                           in consent_redis_up */
+    unsigned                           locating:1;     /* locate() runs */
+    unsigned                           unfit:1;        /* the last attempt
+                                                          ended on ROLE */
 
     /* the owner's hooks; any may be NULL */
+    ngx_http_consent_redis_pt          locate;         /* picks the server of
+                                                          the next attempt:
+                                                          calls ..._located() */
     ngx_http_consent_redis_pt          on_ready;
     ngx_http_consent_redis_pt          on_down;
     /* once subscribed: every reply, pushed or not, goes here */
@@ -107,8 +122,29 @@ ngx_int_t ngx_http_consent_redis_init(ngx_http_consent_redis_t *rc,
     ngx_http_consent_main_conf_t *cmcf, ngx_cycle_t *cycle,
     ngx_msec_t ping_every);
 
-/* Connects now; on failure, retries with backoff on its own. */
+/*
+ * Connects now (to the server locate() picks, when there is that hook);
+ * on failure, retries with backoff on its own.
+ */
 void ngx_http_consent_redis_connect(ngx_http_consent_redis_t *rc);
+
+/*
+ * locate()'s answer, now or later: the server of this attempt and the ROLE
+ * it must have; NULL: none can be named now (a failed attempt: backoff).
+ */
+void ngx_http_consent_redis_located(ngx_http_consent_redis_t *rc,
+    ngx_http_consent_redis_server_t *server, ngx_uint_t expect_role);
+
+/*
+ * Drops the connection (commands still waiting get a NULL reply) and
+ * connects again at once, to where locate() says now. Not a failure:
+ * nothing is counted, `down` stays 0 (commands queue on the new attempt),
+ * and the on_down hook runs (if it was connected) with rc->down 0.
+ */
+void ngx_http_consent_redis_switch(ngx_http_consent_redis_t *rc);
+
+/* Drops the connection, nothing counted, no hook, no reconnect; reusable. */
+void ngx_http_consent_redis_release(ngx_http_consent_redis_t *rc);
 
 /*
  * Drops the connection (commands still waiting get a NULL reply), marks

@@ -59,12 +59,16 @@ typedef struct {
 typedef struct {
     size_t                    len;           /* 0: a free row */
     u_char                    name[NGX_HTTP_CONSENT_SERVER_NAME];
+    ngx_uint_t                role;          /* its role, last known */
+    ngx_uint_t                generation;    /* of the last configuration
+                                                that named it or found it */
     ngx_http_consent_conn_view_t  view[NGX_HTTP_CONSENT_STATS_SLOTS];
 } ngx_http_consent_server_row_t;
 
 
 typedef struct {
     uint32_t                  purposes_crc;  /* which purposes decisions[] counts */
+    ngx_uint_t                generation;    /* +1 at every configuration */
     ngx_http_consent_server_row_t  server[NGX_HTTP_CONSENT_STATS_SERVERS];
     ngx_http_consent_stats_t  slot[NGX_HTTP_CONSENT_STATS_SLOTS];
 } ngx_http_consent_stats_zone_t;
@@ -150,90 +154,84 @@ ngx_http_consent_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
- * Gives each configured server its row: the one with its name, kept over
- * reloads, else a free one. When none is free, the rows of servers this
- * configuration no longer names start again from zero.
+ * The row of the server called `name`: the one with that name, kept over
+ * reloads, else a free one, else one that no server of this configuration
+ * (generation) has, started again from zero. 0 when every row is taken:
+ * the server is then counted in row 0, without a label.
  */
+static ngx_uint_t
+ngx_http_consent_stats_row(ngx_http_consent_stats_zone_t *stats,
+    ngx_uint_t generation, ngx_str_t *name, ngx_uint_t role)
+{
+    size_t                          len;
+    ngx_uint_t                      k, slot, pick, free, stale;
+    ngx_http_consent_server_row_t  *row;
+
+    const ngx_uint_t  none = NGX_HTTP_CONSENT_STATS_SERVERS;
+
+    len = ngx_min(name->len, (size_t) NGX_HTTP_CONSENT_SERVER_NAME);
+    free = stale = none;
+
+    for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
+        row = &stats->server[k];
+
+        if (row->len == len && ngx_memcmp(row->name, name->data, len) == 0) {
+            row->generation = generation;
+            row->role = role;
+            return k + 1;
+        }
+
+        if (row->len == 0 && free == none) {
+            free = k;
+
+        } else if (row->len && row->generation != generation && stale == none) {
+            stale = k;
+        }
+    }
+
+    pick = (free != none) ? free : stale;
+
+    if (pick == none) {
+        return 0;
+    }
+
+    row = &stats->server[pick];
+    ngx_memzero(row, sizeof(ngx_http_consent_server_row_t));
+    row->len = len;
+    ngx_memcpy(row->name, name->data, len);
+    row->role = role;
+    row->generation = generation;
+
+    for (slot = 0; slot < NGX_HTTP_CONSENT_STATS_SLOTS; slot++) {
+        ngx_memzero((void *) stats->slot[slot].store[pick + 1],
+                    sizeof(stats->slot[slot].store[pick + 1]));
+    }
+
+    return pick + 1;
+}
+
+
+/* Gives each server the configuration names its row. */
 static void
 ngx_http_consent_stats_rows(ngx_http_consent_stats_zone_t *stats,
     ngx_http_consent_main_conf_t *cmcf)
 {
-    size_t                            len;
-    ngx_uint_t                        i, k, n, slot, wanted;
-    ngx_http_consent_server_row_t    *row;
+    ngx_uint_t                        i;
+    ngx_array_t                      *list;
     ngx_http_consent_redis_server_t  *server;
 
-    if (cmcf->redis == NULL) {
-        return;
-    }
+    cmcf->stats_generation = ++stats->generation;
 
-    server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
-    n = cmcf->redis->nelts;
+    for (list = cmcf->redis; list; list = (list == cmcf->redis)
+                                           ? cmcf->redis_sentinels : NULL)
+    {
+        server = (ngx_http_consent_redis_server_t *) list->elts;
 
-    for (i = 0; i < n; i++) {
-        server[i].stats_row = 0;
-        len = ngx_min(server[i].name.len, (size_t) NGX_HTTP_CONSENT_SERVER_NAME);
-
-        for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
-            row = &stats->server[k];
-
-            if (row->len == len && ngx_memcmp(row->name, server[i].name.data, len)
-                                   == 0)
-            {
-                server[i].stats_row = k + 1;
-                break;
-            }
+        for (i = 0; i < list->nelts; i++) {
+            server[i].stats_row = ngx_http_consent_stats_row(stats,
+                                      cmcf->stats_generation, &server[i].name,
+                                      server[i].role);
         }
-    }
-
-    for (i = 0; i < n; i++) {
-        if (server[i].stats_row) {
-            continue;
-        }
-
-        for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
-            if (stats->server[k].len == 0) {
-                break;
-            }
-        }
-
-        if (k == NGX_HTTP_CONSENT_STATS_SERVERS) {
-            /* full: free the rows no server of this configuration has */
-            for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
-                wanted = 0;
-
-                for (size_t j = 0; j < n; j++) {
-                    wanted |= (server[j].stats_row == k + 1);
-                }
-
-                if (!wanted) {
-                    stats->server[k].len = 0;
-                }
-            }
-
-            for (k = 0; k < NGX_HTTP_CONSENT_STATS_SERVERS; k++) {
-                if (stats->server[k].len == 0) {
-                    break;
-                }
-            }
-
-            if (k == NGX_HTTP_CONSENT_STATS_SERVERS) {
-                continue;   /* more servers than rows: counted in row 0 */
-            }
-        }
-
-        row = &stats->server[k];
-        ngx_memzero(row, sizeof(ngx_http_consent_server_row_t));
-        row->len = ngx_min(server[i].name.len,
-                           (size_t) NGX_HTTP_CONSENT_SERVER_NAME);
-        ngx_memcpy(row->name, server[i].name.data, row->len);
-
-        for (slot = 0; slot < NGX_HTTP_CONSENT_STATS_SLOTS; slot++) {
-            ngx_memzero((void *) stats->slot[slot].store[k + 1],
-                        sizeof(stats->slot[slot].store[k + 1]));
-        }
-
-        server[i].stats_row = k + 1;
     }
 }
 
@@ -411,6 +409,29 @@ ngx_http_consent_count_redis(ngx_http_consent_redis_server_t *server,
 
 
 void
+ngx_http_consent_stats_server(ngx_http_consent_redis_server_t *server)
+{
+    ngx_slab_pool_t               *shpool;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_consent_stats_conf((ngx_cycle_t *) ngx_cycle);
+    if (cmcf == NULL) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) cmcf->stats_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    server->stats_row = ngx_http_consent_stats_row(
+                            (ngx_http_consent_stats_zone_t *)
+                                cmcf->stats_zone->data,
+                            cmcf->stats_generation, &server->name,
+                            server->role);
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+void
 ngx_http_consent_redis_state(ngx_http_consent_redis_server_t *server,
     ngx_uint_t up)
 {
@@ -419,11 +440,15 @@ ngx_http_consent_redis_state(ngx_http_consent_redis_server_t *server,
     ngx_http_consent_stats_zone_t  *stats;
 
     cmcf = ngx_http_consent_stats_conf((ngx_cycle_t *) ngx_cycle);
-    if (cmcf == NULL || server->stats_row == 0) {
+
+    /* a sentinel: line is no server: its row counts failed discoveries */
+    if (cmcf == NULL || server->stats_row == 0 || server->master.len) {
         return;
     }
 
     stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
+    stats->server[server->stats_row - 1].role = server->role;
+
     view = &stats->server[server->stats_row - 1]
                 .view[ngx_worker % NGX_HTTP_CONSENT_STATS_SLOTS];
 
@@ -558,6 +583,8 @@ ngx_http_consent_status_store(u_char *p, ngx_http_consent_main_conf_t *cmcf,
           NGX_HTTP_CONSENT_CACHE_EVICTION },
         { "consent_updates_applied_total", "Update messages applied from the "
           "channel.", NGX_HTTP_CONSENT_UPDATE_APPLIED },
+        { "consent_redis_failovers_total", "Failovers followed: the primary "
+          "the Sentinels name changed.", NGX_HTTP_CONSENT_FAILOVER },
     }, server_metrics[] = {
         { "consent_redis_lookups_total", "HGETALL lookups sent to Redis.",
           NGX_HTTP_CONSENT_REDIS_LOOKUP },
@@ -580,24 +607,17 @@ ngx_http_consent_status_store(u_char *p, ngx_http_consent_main_conf_t *cmcf,
         { "reply", NGX_HTTP_CONSENT_ERR_REPLY },
         { "protocol", NGX_HTTP_CONSENT_ERR_PROTOCOL },
         { "malformed", NGX_HTTP_CONSENT_ERR_MALFORMED },
+        { "role", NGX_HTTP_CONSENT_ERR_ROLE },
     };
 
-    static const char *roles[] = { "primary" };
+    static const char *roles[] = { "primary", "replica", "sentinel" };
 
-    ngx_uint_t                        i, k, n;
-    ngx_http_consent_stats_zone_t    *stats;
-    ngx_http_consent_redis_server_t  *server;
+    ngx_str_t                        name;
+    ngx_uint_t                       i, k;
+    ngx_http_consent_stats_zone_t   *stats;
+    ngx_http_consent_server_row_t   *row;
 
     stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
-
-    if (cmcf->redis) {
-        server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
-        n = cmcf->redis->nelts;
-
-    } else {
-        server = NULL;
-        n = 0;
-    }
 
     for (i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
         p = ngx_http_consent_metric_head(p, metrics[i].name, metrics[i].help);
@@ -605,39 +625,57 @@ ngx_http_consent_status_store(u_char *p, ngx_http_consent_main_conf_t *cmcf,
                         st->store[0][metrics[i].counter]);
     }
 
+    /* the servers this configuration named, or its workers found */
+#define ngx_http_consent_each_row(k, row)                                     \
+    for (k = 0, row = &stats->server[0];                                      \
+         k < NGX_HTTP_CONSENT_STATS_SERVERS; k++, row++)                      \
+        if (row->len && row->generation == cmcf->stats_generation)
+
     for (i = 0; i < sizeof(server_metrics) / sizeof(server_metrics[0]); i++) {
         p = ngx_http_consent_metric_head(p, server_metrics[i].name,
                                          server_metrics[i].help);
 
-        for (k = 0; k < n; k++) {
+        ngx_http_consent_each_row(k, row) {
+            name.data = row->name;
+            name.len = row->len;
             p = ngx_sprintf(p, "%s{server=\"", server_metrics[i].name);
-            p = ngx_http_consent_label(p, &server[k].name);
+            p = ngx_http_consent_label(p, &name);
             p = ngx_sprintf(p, "\"} %uA\n",
-                            st->store[server[k].stats_row]
-                                     [server_metrics[i].counter]);
+                            st->store[k + 1][server_metrics[i].counter]);
         }
     }
 
     p = ngx_http_consent_metric_head(p, "consent_redis_errors_total",
                                      "Redis errors by kind.");
-    for (k = 0; k < n; k++) {
+    ngx_http_consent_each_row(k, row) {
+        name.data = row->name;
+        name.len = row->len;
+
         for (i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
             p = ngx_sprintf(p, "consent_redis_errors_total{server=\"");
-            p = ngx_http_consent_label(p, &server[k].name);
+            p = ngx_http_consent_label(p, &name);
             p = ngx_sprintf(p, "\",kind=\"%s\"} %uA\n", errors[i].kind,
-                            st->store[server[k].stats_row][errors[i].counter]);
+                            st->store[k + 1][errors[i].counter]);
         }
     }
 
     p = ngx_sprintf(p, "# HELP consent_redis_up 1 while every worker's "
                     "connection to the server is up.\n"
                     "# TYPE consent_redis_up gauge\n");
-    for (k = 0; k < n; k++) {
+    ngx_http_consent_each_row(k, row) {
+        if (row->len > 9 && ngx_strncmp(row->name, "sentinel:", 9) == 0) {
+            continue;
+        }
+
+        name.data = row->name;
+        name.len = row->len;
         p = ngx_sprintf(p, "consent_redis_up{server=\"");
-        p = ngx_http_consent_label(p, &server[k].name);
-        p = ngx_sprintf(p, "\",role=\"%s\"} %ui\n", roles[server[k].role],
-                        ngx_http_consent_redis_up(stats, server[k].stats_row));
+        p = ngx_http_consent_label(p, &name);
+        p = ngx_sprintf(p, "\",role=\"%s\"} %ui\n", roles[row->role % 3],
+                        ngx_http_consent_redis_up(stats, k + 1));
     }
+
+#undef ngx_http_consent_each_row
 
     p = ngx_sprintf(p, "# HELP consent_subscription_up 1 while the update "
                     "channel subscription is alive.\n"
@@ -665,8 +703,6 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     ngx_http_consent_purpose_t    *purpose;
     ngx_http_consent_main_conf_t  *cmcf;
 
-    ngx_http_consent_redis_server_t  *server;
-
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
     }
@@ -685,13 +721,9 @@ ngx_http_consent_status_handler(ngx_http_request_t *r)
     /* generous: fixed text, plus one line per label set */
     size = 8192 + cmcf->purposes.nelts * 2 * (128 + NGX_ATOMIC_T_LEN);
 
-    if (cmcf->redis) {
-        server = (ngx_http_consent_redis_server_t *) cmcf->redis->elts;
-
-        for (i = 0; i < cmcf->redis->nelts; i++) {
-            size += 12 * (128 + 2 * server[i].name.len + NGX_ATOMIC_T_LEN);
-        }
-    }
+    /* a line per server and counter, its name escaped (at most doubled) */
+    size += NGX_HTTP_CONSENT_STATS_SERVERS * 16
+            * (128 + 2 * NGX_HTTP_CONSENT_SERVER_NAME + NGX_ATOMIC_T_LEN);
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {

@@ -339,6 +339,74 @@ class TestConfigErrors(unittest.TestCase):
                 self.assertRefused(BASE_HTTP + "consent_redis %s;" % addr,
                                    [r"consent_redis", r"(?i)invalid"])
 
+    # ---- replicas and Sentinel ------------------------------------------------------------
+
+    def test_redis_topologies_pass(self):
+        for name, lines in (
+                ("primary and replicas, read a replica",
+                 "consent_redis 127.0.0.1:6379 role=primary user=u password=p;"
+                 "consent_redis unix:/run/redis/replica.sock role=replica;"
+                 "consent_redis 127.0.0.1:6380 role=replica timeout=50ms;"
+                 "consent_redis_read replica;"),
+                ("replicas listed before the primary",
+                 "consent_redis 127.0.0.1:6380 role=replica;"
+                 "consent_redis localhost:6379;"
+                 "consent_redis_read primary;"),
+                ("sentinel",
+                 "consent_redis sentinel:consent user=edge password=p db=2 timeout=50ms;"
+                 "consent_redis_sentinels 127.0.0.1:26379 localhost:26380 [::1]:26381 "
+                 "user=sentinel-user password=sp;"
+                 "consent_redis_read replica;")):
+            with self.subTest(name):
+                self.config(BASE_HTTP + lines)
+                rc, out = self.ngx.test_config()
+                self.assertEqual(rc, 0, out + self.ngx.config_text())
+
+    def test_redis_two_primaries(self):
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6379; "
+                           "consent_redis 127.0.0.1:6380 role=primary;",
+                           [r"consent_redis", r"(?i)second role=primary", r"127\.0\.0\.1:6379"])
+
+    def test_redis_replicas_without_primary(self):
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6380 role=replica;",
+                           [r"consent_redis", r"role=replica lines need a role=primary line"])
+
+    def test_redis_sentinel_beside_another_line(self):
+        for lines in ("consent_redis 127.0.0.1:6379; consent_redis sentinel:m;",
+                      "consent_redis sentinel:m; consent_redis 127.0.0.1:6380 role=replica;",
+                      "consent_redis sentinel:m; consent_redis sentinel:n;"):
+            with self.subTest(lines=lines):
+                self.assertRefused(BASE_HTTP + lines + " consent_redis_sentinels 127.0.0.1:26379;",
+                                   [r"consent_redis", r"sentinel: line must be the only"])
+
+    def test_redis_sentinel_needs_sentinels_and_back(self):
+        self.assertRefused(BASE_HTTP + "consent_redis sentinel:m;",
+                           [r'"consent_redis sentinel:m" requires "consent_redis_sentinels"'])
+        self.assertRefused(BASE_HTTP + "consent_redis 127.0.0.1:6379; "
+                           "consent_redis_sentinels 127.0.0.1:26379;",
+                           [r'"consent_redis_sentinels" requires a "consent_redis '
+                            r'sentinel:MASTER_NAME" line'])
+
+    def test_redis_bad_roles_and_reads(self):
+        for lines, must in (
+                ("consent_redis 127.0.0.1:6379 role=leader;",
+                 [r"consent_redis", r"role=leader", r"role=primary or role=replica"]),
+                ("consent_redis sentinel:m role=primary; consent_redis_sentinels 127.0.0.1:26379;",
+                 [r"consent_redis", r"role=primary", r"sentinel: line names"]),
+                ("consent_redis sentinel:;", [r"consent_redis", r"without a master name"]),
+                ("consent_redis 127.0.0.1:6379; consent_redis_read nearest;",
+                 [r"consent_redis_read", r"nearest", r"primary or replica"]),
+                ("consent_redis 127.0.0.1:6379; consent_redis_read replica; "
+                 "consent_redis_read primary;", [r"consent_redis_read", r"(?i)duplicate"]),
+                ("consent_redis sentinel:m; consent_redis_sentinels user=u password=p;",
+                 [r"consent_redis_sentinels", r"no Sentinel address"]),
+                ("consent_redis sentinel:m; consent_redis_sentinels 127.0.0.1:26379 user=u;",
+                 [r"consent_redis_sentinels", r'"user=" requires "password="']),
+                ("consent_redis sentinel:m; consent_redis_sentinels 127.0.0.1:26379 db=1;",
+                 [r"consent_redis_sentinels", r"(?i)invalid address"])):
+            with self.subTest(lines=lines):
+                self.assertRefused(BASE_HTTP + lines, must)
+
     def test_redis_host_name_that_does_not_resolve(self):
         self.assertRefused(BASE_HTTP + "consent_redis no-such-host.invalid:6379;",
                            [r"consent_redis", r"no-such-host\.invalid", r"(?i)host not found|invalid"])
