@@ -174,7 +174,7 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
     } else {
         stream_ = std::make_unique<Socket>(std::move(*sock));
     }
-    reader_ = budgeted_reader(&budget_);
+    reader_.reset(budgeted_reader(&budget_));
     if (!reader_) throw Failure(opts_.label + " at " + where_ + ": out of memory");
     if (o.password) {
         if (o.user)
@@ -185,9 +185,7 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
     if (o.db) command({"SELECT", *o.db});
 }
 
-RedisConnection::~RedisConnection() {
-    if (reader_) redisReaderFree(reader_);
-}
+RedisConnection::~RedisConnection() = default;
 
 Reply RedisConnection::command(const std::vector<std::string>& args) {
     const Deadline d = Deadline::in(opts_.command_timeout);
@@ -232,7 +230,7 @@ Reply RedisConnection::read(Deadline d, const std::string& what) {
     if (broken_) throw ConnectionLost(opts_.label + " at " + where_ + ": the connection failed before");
     for (;;) {
         void* raw = nullptr;
-        if (redisReaderGetReply(reader_, &raw) != REDIS_OK) reader_failed();
+        if (redisReaderGetReply(reader_.get(), &raw) != REDIS_OK) reader_failed();
         if (raw) {
             got_reply_ = true;
             budget_.used = 0;
@@ -251,7 +249,7 @@ Reply RedisConnection::read(Deadline d, const std::string& what) {
             reader_failed();
         }
         unparsed_ += n;
-        if (redisReaderFeed(reader_, buf, n) != REDIS_OK) reader_failed();
+        if (redisReaderFeed(reader_.get(), buf, n) != REDIS_OK) reader_failed();
     }
 }
 

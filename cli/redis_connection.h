@@ -119,7 +119,11 @@ private:
     RedisOptions opts_;
     std::unique_ptr<Stream> stream_;
     TlsStream* tls_ = nullptr;  // stream_, when it is TLS
-    redisReader* reader_ = nullptr;
+    struct ReaderFree {
+        void operator()(redisReader* r) const { redisReaderFree(r); }
+    };
+    // Owned, so that a constructor failing at AUTH or SELECT frees it too.
+    std::unique_ptr<redisReader, ReaderFree> reader_;
     ReplyBudget budget_;
     size_t unparsed_ = 0;     // bytes fed to reader_ since its last whole reply
     bool got_reply_ = false;  // the server has answered on this connection
