@@ -160,11 +160,12 @@ def bulk_array(*items):
 
 class SentinelBasics(SentinelHelpers, unittest.TestCase):
     """A primary, two replicas, three Sentinels, shared; nothing here
-    changes the primary."""
+    changes the primary (a 5 s down-after-milliseconds keeps a loaded
+    machine from failing it over by accident)."""
 
     @classmethod
     def setUpClass(cls):
-        cls.topo = Topology(replicas=2, sentinels=3).start()
+        cls.topo = Topology(replicas=2, sentinels=3, down_after_ms=5000).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -480,7 +481,7 @@ class SentinelTls(SentinelHelpers, unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="consentctl-sentinel-tls-")
         cls.pki = Pki(cls.tmp)
-        cls.topo = Topology(replicas=1, sentinels=2, tls=cls.pki).start()
+        cls.topo = Topology(replicas=1, sentinels=2, tls=cls.pki, down_after_ms=5000).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -527,7 +528,7 @@ class SentinelAuth(SentinelHelpers, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.topo = Topology(replicas=1, sentinels=2, password="admin-pw",
+        cls.topo = Topology(replicas=1, sentinels=2, down_after_ms=5000, password="admin-pw",
                             acl=["user writer on >writer-pw " + SENTINEL_WRITER_RULES,
                                  "user no-role on >pw " + WRITER_RULES + " +wait",
                                  "user no-wait on >pw " + WRITER_RULES + " +role"],
