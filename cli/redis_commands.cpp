@@ -1,7 +1,8 @@
 // consentctl set | get | erase | watch: consent records in Redis.
 //
 // One blocking connection per command (cli/redis_connection.h), with the
-// options of cli/redis_options.h. Every write goes through the published
+// options of cli/redis_options.h: to the server --redis names, or to the
+// primary the Sentinels name (cli/redis_primary.h). Every write goes through the published
 // Lua script (store/write_script.h), so consentctl changes records exactly
 // as any other writer does.
 #include <cstdio>
@@ -39,14 +40,9 @@ bool fits_u64(std::string_view s) {
     return true;
 }
 
-// ---- connection ------------------------------------------------------------------
-
-// A connection to the Redis the options name (redis_options.h), connected,
-// authenticated and on the right database.
-RedisConnection connect(const Args& a) {
-    const RedisTarget t = redis_target(a);
-    return RedisConnection(t.address, t.options);
-}
+// After a write through Sentinel, how long a replica has to acknowledge it
+// (WAIT 1 kWaitMs), and the whole command's reply bound is 5 s.
+constexpr int kWaitMs = 2000;
 
 // ---- arguments ------------------------------------------------------------------
 
@@ -77,22 +73,57 @@ bool purpose_name(std::string_view n) {
     return true;
 }
 
+// Through Sentinel, a write is a success only once a replica has it too: a
+// primary that acknowledged it and died before replicating it would take it
+// along, and the Sentinels would promote a replica without it. Nothing to
+// wait for when ROLE listed no replica online (then no replica can be
+// promoted in its place either).
+void wait_for_a_replica(RedisSession& s, long long v) {
+    const std::string written = "the record was written as v=" + std::to_string(v) + " on the primary " + s.where;
+    Reply r;
+    try {
+        r = s.conn->request({"WAIT", "1", std::to_string(kWaitMs)});
+    } catch (const ConnectionLost& e) {
+        throw Failure(written + ", but " + e.what() + " while waiting for a replica to acknowledge it; check with "
+                      "'consentctl get'");
+    }
+    if (r->type == REDIS_REPLY_ERROR)
+        throw Failure(written + ", but WAIT failed: " + std::string(r->str, r->len) +
+                      " (a replica may or may not have it)");
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < 1)
+        throw Failure(written + ", but no replica acknowledged it within " + std::to_string(kWaitMs / 1000) +
+                      "s: if that primary fails before one does, a failover loses the change; check with "
+                      "'consentctl get' and write it again if need be");
+}
+
 // Runs the write script; returns the new version.
 long long write_record(const Args& a, const std::string& subject, const char* mode,
                        const std::vector<std::string>& fields) {
     const std::string key = record_key_of(a, subject);
     const std::string channel = channel_of(a);
-    RedisConnection redis = connect(a);
+    RedisSession s = open_session(a);
     std::vector<std::string> cmd = {"EVAL", kWriteScript, "1", key, channel, subject, mode};
     cmd.insert(cmd.end(), fields.begin(), fields.end());
     Reply r;
     try {
-        r = redis.command(cmd);
+        r = s.conn->request(cmd);
     } catch (const ConnectionLost& e) {
         // The script may have run before the reply was lost: say so.
         throw Failure(std::string(e.what()) + "; the change may or may not have been applied, check with 'consentctl get'");
     }
+    if (r->type == REDIS_REPLY_ERROR) {
+        const std::string err(r->str, r->len);
+        // A replica refuses the script's first write, so nothing changed.
+        // Through Sentinel it was the primary a moment ago: demoted since.
+        if (err.compare(0, 8, "READONLY") == 0)
+            throw Failure("Redis at " + s.where + " is a replica, not the primary (" + err.substr(0, err.find('.')) +
+                          "): the record was not changed" +
+                          (s.via_sentinel ? "; a failover is under way, try again"
+                                          : "; give the primary's address, or --redis sentinel:MASTER_NAME"));
+        throw Failure("Redis EVAL failed: " + err);
+    }
     if (r->type != REDIS_REPLY_INTEGER) throw Failure("the write script returned no version");
+    if (s.via_sentinel && s.replicas > 0) wait_for_a_replica(s, r->integer);
     return r->integer;
 }
 
@@ -170,8 +201,8 @@ int cmd_get(const Args& a) {
     if (a.positional.size() != 1) throw UsageError("expected exactly one SUBJECT");
     const std::string subject = subject_arg(a.positional[0]);
     const std::string key = record_key_of(a, subject);
-    RedisConnection redis = connect(a);
-    const Reply r = redis.command({"HGETALL", key});
+    RedisSession s = open_session(a);
+    const Reply r = s.conn->command({"HGETALL", key});
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) throw Failure("unexpected reply to HGETALL");
     std::map<std::string, std::string> fields;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
@@ -193,11 +224,13 @@ int cmd_get(const Args& a) {
 int cmd_watch(const Args& a) {
     if (!a.positional.empty()) throw UsageError("unexpected argument '" + a.positional[0] + "'");
     const std::string channel = channel_of(a);
-    RedisConnection redis = connect(a);
+    RedisSession s = open_session(a);
+    RedisConnection& redis = *s.conn;
     redis.command({"SUBSCRIBE", channel});  // the confirmation, within the command timeout
     for (;;) {
         // Then wait as long as it takes: no deadline, but a lost connection
-        // still ends the command.
+        // still ends the command (through Sentinel too: a failover ends it,
+        // and a new watch finds the new primary).
         const Reply r = redis.read(Deadline::never(), "SUBSCRIBE");
         if (r->type == REDIS_REPLY_ERROR) throw Failure("Redis SUBSCRIBE failed: " + std::string(r->str, r->len));
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) continue;
@@ -221,19 +254,20 @@ int cmd_watch(const Args& a) {
 const std::vector<Command>& redis_commands() {
     static const std::vector<Command> cmds = {
         {"set", "set purposes of a subject's consent record in Redis",
-         "usage: consentctl set [--redis ADDRESS] [--tls ...] [--user NAME] SUBJECT PURPOSE=1|0 ... [--exp UNIX]\n"
+         "usage: consentctl set [--redis ADDRESS | --redis sentinel:NAME --sentinels LIST] [--tls ...] [--user NAME] SUBJECT PURPOSE=1|0 ... [--exp UNIX]\n"
          "\n"
          "Sets the given purposes of SUBJECT's record (1 granted, 0 denied) and keeps\n"
          "the others, increments its version v and announces '<SUBJECT> <v>' on the\n"
          "channel, in one atomic step (the script in docs/redis-schema.md).\n"
-         "Prints the new version as v=N.\n"
+         "Prints the new version as v=N. Through Sentinel, a replica must also acknowledge\n"
+         "the write within 2s (WAIT), else it exits 1 saying the primary has it.\n"
          "  --exp UNIX        the record is dead from these unix seconds on\n" CONSENT_REDIS_OPTIONS_HELP
              CONSENT_KEY_OPTIONS_HELP CONSENT_CHANNEL_OPTIONS_HELP,
          cmd_set,
          redis_value_options({"--prefix", "--channel", "--exp"}),
          redis_flags()},
         {"get", "print a subject's consent record as JSON",
-         "usage: consentctl get [--redis ADDRESS] [--tls ...] [--user NAME] SUBJECT\n"
+         "usage: consentctl get [--redis ADDRESS | --redis sentinel:NAME --sentinels LIST] [--tls ...] [--user NAME] SUBJECT\n"
          "\n"
          "Prints SUBJECT's record as one JSON object, fields in sorted order, values of\n"
          "digits as numbers: {\"analysis\":1,\"exp\":1790000000,\"marketing\":0,\"v\":3}.\n"
@@ -242,17 +276,18 @@ const std::vector<Command>& redis_commands() {
          redis_value_options({"--prefix"}),
          redis_flags()},
         {"erase", "mark a subject's consent record erased",
-         "usage: consentctl erase [--redis ADDRESS] [--tls ...] [--user NAME] SUBJECT\n"
+         "usage: consentctl erase [--redis ADDRESS | --redis sentinel:NAME --sentinels LIST] [--tls ...] [--user NAME] SUBJECT\n"
          "\n"
          "Removes every field of SUBJECT's record but v, sets erased=1, increments v and\n"
          "announces '<SUBJECT> <v>', in one atomic step. Every purpose is then denied\n"
-         "and the edges clear the subject's visitor-ID cookie. Prints v=N.\n" CONSENT_REDIS_OPTIONS_HELP
+         "and the edges clear the subject's visitor-ID cookie. Prints v=N. Through\n"
+         "Sentinel, a replica must also acknowledge it within 2s, as for set.\n" CONSENT_REDIS_OPTIONS_HELP
              CONSENT_KEY_OPTIONS_HELP CONSENT_CHANNEL_OPTIONS_HELP,
          cmd_erase,
          redis_value_options({"--prefix", "--channel"}),
          redis_flags()},
         {"watch", "print update messages as they come",
-         "usage: consentctl watch [--redis ADDRESS] [--tls ...] [--user NAME]\n"
+         "usage: consentctl watch [--redis ADDRESS | --redis sentinel:NAME --sentinels LIST] [--tls ...] [--user NAME]\n"
          "\n"
          "Subscribes to the update channel and prints each message ('<SUBJECT> <v>',\n"
          "or '*': drop every cache) on its own line until stopped.\n" CONSENT_REDIS_OPTIONS_HELP

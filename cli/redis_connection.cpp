@@ -94,9 +94,10 @@ struct CommandFree {
 
 }  // namespace
 
-RedisAddress parse_redis_address(const std::string& s, const std::string& option) {
+RedisAddress parse_redis_address(const std::string& s, const std::string& option, int default_port) {
     RedisAddress a;
     a.text = s;
+    a.port = default_port;
     const std::string what = option + " '" + s + "': ";
     if (s.compare(0, 5, "unix:") == 0) {
         a.unix_socket = true;
@@ -140,21 +141,21 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
     try {
         sock.emplace(a.unix_socket ? Socket::connect_unix(a.host, d) : Socket::connect_tcp(a.host, a.port, d));
     } catch (const NetTimeout&) {
-        throw Failure("cannot connect to Redis at " + where_ + ": no connection within " +
+        throw Failure("cannot connect to " + opts_.label + " at " + where_ + ": no connection within " +
                       seconds(o.connect_timeout));
     } catch (const NetError& e) {
-        throw Failure("cannot connect to Redis at " + where_ + ": " + e.what());
+        throw Failure("cannot connect to " + opts_.label + " at " + where_ + ": " + e.what());
     }
     if (o.tls) {
         // Within the connect timeout: a server that never answers the
         // handshake (a plain Redis waiting for a newline) cannot hang us.
-        const std::string failed = "TLS handshake with Redis at " + where_ + " failed: ";
+        const std::string failed = "TLS handshake with " + opts_.label + " at " + where_ + " failed: ";
         try {
             auto tls = std::make_unique<TlsStream>(o.tls, std::move(*sock), a.host);
             tls_ = tls.get();
             stream_ = std::move(tls);
         } catch (const TlsError& e) {  // a name OpenSSL cannot take, no memory
-            throw Failure("TLS with Redis at " + where_ + ": " + e.what());
+            throw Failure("TLS with " + opts_.label + " at " + where_ + ": " + e.what());
         }
         try {
             tls_->handshake(d);
@@ -162,9 +163,10 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
             // Neither a refusal nor a certificate that did not verify: what
             // the server sent was not TLS ("wrong version number").
             const bool not_tls = !e.peer_alert && !e.verify_failed && hint().empty();
+            if (e.peer_alert || e.verify_failed) throw Refusal(failed + e.what() + hint());
             throw Failure(failed + e.what() + (not_tls ? kNotTls : hint()));
         } catch (const NetTimeout&) {
-            throw Failure("TLS handshake with Redis at " + where_ + ": no answer within " +
+            throw Failure("TLS handshake with " + opts_.label + " at " + where_ + ": no answer within " +
                           seconds(o.connect_timeout) + (hint().empty() ? kNotTls : hint()));
         } catch (const NetError& e) {
             throw Failure(failed + e.what() + (hint().empty() ? kNotTls : hint()));
@@ -172,8 +174,8 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
     } else {
         stream_ = std::make_unique<Socket>(std::move(*sock));
     }
-    reader_ = budgeted_reader(&budget_);
-    if (!reader_) throw Failure("Redis at " + where_ + ": out of memory");
+    reader_.reset(budgeted_reader(&budget_));
+    if (!reader_) throw Failure(opts_.label + " at " + where_ + ": out of memory");
     if (o.password) {
         if (o.user)
             command({"AUTH", *o.user, *o.password});
@@ -183,20 +185,30 @@ RedisConnection::RedisConnection(const RedisAddress& a, const RedisOptions& o) :
     if (o.db) command({"SELECT", *o.db});
 }
 
-RedisConnection::~RedisConnection() {
-    if (reader_) redisReaderFree(reader_);
-}
+RedisConnection::~RedisConnection() = default;
 
 Reply RedisConnection::command(const std::vector<std::string>& args) {
     const Deadline d = Deadline::in(opts_.command_timeout);
     send(args, d);
     Reply r = read(d, args[0]);
-    if (r->type == REDIS_REPLY_ERROR) throw Failure("Redis " + args[0] + " failed: " + std::string(r->str, r->len));
+    if (r->type == REDIS_REPLY_ERROR) {
+        // "Redis EVAL failed: ..." as before for data nodes; a Sentinel's
+        // message says which one.
+        const std::string err(r->str, r->len);
+        if (opts_.label == "Redis") throw ReplyError("Redis " + args[0] + " failed: " + err);
+        throw ReplyError(opts_.label + " at " + where_ + ": " + args[0] + " failed: " + err);
+    }
     return r;
 }
 
+Reply RedisConnection::request(const std::vector<std::string>& args) {
+    const Deadline d = Deadline::in(opts_.command_timeout);
+    send(args, d);
+    return read(d, args[0]);
+}
+
 void RedisConnection::send(const std::vector<std::string>& args, Deadline d) {
-    if (broken_) throw ConnectionLost("Redis at " + where_ + ": the connection failed before");
+    if (broken_) throw ConnectionLost(opts_.label + " at " + where_ + ": the connection failed before");
     std::vector<const char*> argv;
     std::vector<size_t> lens;
     for (const auto& s : args) {
@@ -206,7 +218,7 @@ void RedisConnection::send(const std::vector<std::string>& args, Deadline d) {
     char* raw = nullptr;
     const auto len = redisFormatCommandArgv(&raw, static_cast<int>(argv.size()), argv.data(), lens.data());
     const std::unique_ptr<char, CommandFree> cmd(raw);
-    if (len < 0 || !raw) throw Failure("Redis " + args[0] + ": out of memory");
+    if (len < 0 || !raw) throw Failure(opts_.label + " " + args[0] + ": out of memory");
     try {
         stream_->write_all(cmd.get(), static_cast<size_t>(len), d);
     } catch (const NetError& e) {
@@ -215,10 +227,10 @@ void RedisConnection::send(const std::vector<std::string>& args, Deadline d) {
 }
 
 Reply RedisConnection::read(Deadline d, const std::string& what) {
-    if (broken_) throw ConnectionLost("Redis at " + where_ + ": the connection failed before");
+    if (broken_) throw ConnectionLost(opts_.label + " at " + where_ + ": the connection failed before");
     for (;;) {
         void* raw = nullptr;
-        if (redisReaderGetReply(reader_, &raw) != REDIS_OK) reader_failed();
+        if (redisReaderGetReply(reader_.get(), &raw) != REDIS_OK) reader_failed();
         if (raw) {
             got_reply_ = true;
             budget_.used = 0;
@@ -237,7 +249,7 @@ Reply RedisConnection::read(Deadline d, const std::string& what) {
             reader_failed();
         }
         unparsed_ += n;
-        if (redisReaderFeed(reader_, buf, n) != REDIS_OK) reader_failed();
+        if (redisReaderFeed(reader_.get(), buf, n) != REDIS_OK) reader_failed();
     }
 }
 
@@ -247,19 +259,19 @@ Reply RedisConnection::read(Deadline d, const std::string& what) {
 void RedisConnection::lost(const NetError& e, const std::string& what) {
     broken_ = true;
     if (const auto* t = dynamic_cast<const TlsError*>(&e); t && t->peer_alert && !got_reply_)
-        throw Failure("TLS handshake with Redis at " + where_ + " failed: " + e.what() + hint());
+        throw Refusal("TLS handshake with " + opts_.label + " at " + where_ + " failed: " + e.what() + hint());
     if (dynamic_cast<const NetTimeout*>(&e))
-        throw ConnectionLost("Redis at " + where_ + ": no reply to " + what + " within " +
+        throw ConnectionLost(opts_.label + " at " + where_ + ": no reply to " + what + " within " +
                              seconds(opts_.command_timeout));
-    throw ConnectionLost("Redis at " + where_ + ": " + e.what() + hint());
+    throw ConnectionLost(opts_.label + " at " + where_ + ": " + e.what() + hint());
 }
 
 void RedisConnection::reader_failed() {
     broken_ = true;
     if (budget_.exceeded)
-        throw ConnectionLost("Redis at " + where_ + ": reply larger than " + std::to_string(kMaxReply >> 20) +
+        throw ConnectionLost(opts_.label + " at " + where_ + ": reply larger than " + std::to_string(kMaxReply >> 20) +
                              " MB, connection dropped");
-    throw ConnectionLost("Redis at " + where_ + ": " + reader_->errstr + hint());
+    throw ConnectionLost(opts_.label + " at " + where_ + ": " + reader_->errstr + hint());
 }
 
 // What a failure before the server's first reply may mean.

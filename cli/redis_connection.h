@@ -30,9 +30,10 @@ struct RedisAddress {
     std::string text;  // as given, for messages
 };
 
-// "host:port", "[v6]:port", "host" (port 6379) or "unix:/path"; UsageError
-// naming `option` when it is none of these.
-RedisAddress parse_redis_address(const std::string& s, const std::string& option = "--redis");
+// "host:port", "[v6]:port", "host" (port `default_port`) or "unix:/path";
+// UsageError naming `option` when it is none of these.
+RedisAddress parse_redis_address(const std::string& s, const std::string& option = "--redis",
+                                 int default_port = 6379);
 
 struct RedisOptions {
     std::chrono::milliseconds connect_timeout{2000};  // TCP connect and TLS handshake together
@@ -41,6 +42,7 @@ struct RedisOptions {
     std::optional<std::string> password;              // AUTH [user] password
     std::optional<std::string> db;                    // SELECT db
     std::shared_ptr<const TlsContext> tls;            // TLS when set
+    std::string label = "Redis";                      // what messages call the server ("Sentinel")
 };
 
 struct ReplyFree {
@@ -52,6 +54,18 @@ using Reply = std::unique_ptr<redisReply, ReplyFree>;
 // error reply, the command may or may not have run.
 struct ConnectionLost : Failure {
     using Failure::Failure;
+};
+
+// The server is there and said no: a TLS handshake it refused or whose
+// certificate did not verify, or an error reply. Asking it again gives the
+// same answer (unlike a connection that failed or timed out).
+struct Refusal : Failure {
+    using Failure::Failure;
+};
+
+// An error reply (WRONGPASS, NOPERM, READONLY...).
+struct ReplyError : Refusal {
+    using Refusal::Refusal;
 };
 
 // What the reply being parsed takes in memory (redis_connection.cpp).
@@ -75,9 +89,18 @@ public:
     RedisConnection& operator=(const RedisConnection&) = delete;
 
     // Sends one command (binary safe) and waits for its whole reply at most
-    // the command timeout. An error reply: Failure "Redis CMD failed: ...".
+    // the command timeout. An error reply: ReplyError "Redis CMD failed:
+    // ..." ("Sentinel at ADDRESS: CMD failed: ..." for another label).
     // No reply in time, or a lost connection: ConnectionLost.
     Reply command(const std::vector<std::string>& args);
+
+    // The same, but an error reply is returned as it is, for callers that
+    // tell errors apart (READONLY from a demoted primary).
+    Reply request(const std::vector<std::string>& args);
+
+    // For the commands from now on (a connection made under a short
+    // budget, then used normally).
+    void set_command_timeout(std::chrono::milliseconds t) { opts_.command_timeout = t; }
 
     // The two halves, for callers that choose the deadline (a subscription
     // waits for messages with Deadline::never()). read() returns error
@@ -96,7 +119,11 @@ private:
     RedisOptions opts_;
     std::unique_ptr<Stream> stream_;
     TlsStream* tls_ = nullptr;  // stream_, when it is TLS
-    redisReader* reader_ = nullptr;
+    struct ReaderFree {
+        void operator()(redisReader* r) const { redisReaderFree(r); }
+    };
+    // Owned, so that a constructor failing at AUTH or SELECT frees it too.
+    std::unique_ptr<redisReader, ReaderFree> reader_;
     ReplyBudget budget_;
     size_t unparsed_ = 0;     // bytes fed to reader_ since its last whole reply
     bool got_reply_ = false;  // the server has answered on this connection

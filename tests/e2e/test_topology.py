@@ -89,6 +89,7 @@ class Replicated(unittest.TestCase):
             self.assertEqual(topo.replication(r)["master_link_status"], "up")
             self.assertIsInstance(topo.call(r, "SET", "x", "1"), RespError)  # read-only
         self.assertEqual(topo.sentinel_addresses, ",".join("127.0.0.1:%d" % s.port for s in topo.sentinels))
+        self.assertEqual(topo.sentinel_address_list, ["127.0.0.1:%d" % s.port for s in topo.sentinels])
 
     def test_broken_link_shows_down_and_comes_back(self):
         topo = self.topo

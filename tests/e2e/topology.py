@@ -5,6 +5,7 @@ watched and broken in one place.
     topo = Topology(replicas=2, sentinels=3).start()   # returns once ready
     topo.master_name             # "consent": consentctl --redis sentinel:consent
     topo.sentinel_addresses      # "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3": --sentinels
+    topo.sentinel_address_list   # the same as a list (consent_redis_sentinels A B C)
     topo.primary                 # the RedisServer the Sentinels name primary now
     topo.replicas                # the live data nodes that are not the primary
     old = topo.kill_primary()    # SIGKILL
@@ -17,6 +18,13 @@ watched and broken in one place.
     topo.pipeline(node, [("SET", "k", "v"), ("WAIT", 1, 1000)])   # several on one
     topo.describe()              # roles, Sentinel views and log tails, for failure messages
     topo.cleanup()               # also done at exit
+
+    # TLS on every link, ACL users on the data nodes, a password on the
+    # Sentinels; `with` cleans up at the end of the block:
+    with Topology(replicas=1, tls=Pki(tmpdir), password="admin-pw",
+                  replication_user=("repl", "repl-pw"), monitor_user=("sentinel", "mon-pw"),
+                  sentinel_password="sentinels-pw") as topo:
+        old, new, took = topo.failover()
 
 Every node is a harness.RedisServer on 127.0.0.1 with a free port (nodes
 and sentinels are lists of them; nodes[0] starts as the primary), so what
@@ -288,6 +296,12 @@ class Topology:
     def sentinel_addresses(self):
         """consentctl's --sentinels: every Sentinel, in order, dead ones too."""
         return ",".join(s.address for s in self.sentinels)
+
+    @property
+    def sentinel_address_list(self):
+        """The same as a list (consent_redis_sentinels takes them
+        space-separated)."""
+        return [s.address for s in self.sentinels]
 
     def node_at(self, host, port):
         for n in self.nodes:
