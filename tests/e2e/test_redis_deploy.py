@@ -46,16 +46,24 @@ EDGE_PASSWORD = "edge-s3cret"
 WRITER_PASSWORD = "writer-s3cret"
 
 
-def documented_acl(user):
-    """The `ACL SETUSER <user> ...` rule docs/redis-schema.md gives, as a line
+SENTINEL_PASSWORD = "edge-sentinel-s3cret"
+
+
+def documented_acl(user, sentinel=False):
+    """The `ACL SETUSER <user> ...` rule docs/redis-schema.md gives (for the
+    data nodes, or with sentinel=True the one for the Sentinels), as a line
     of an ACL file ("user <user> ..."), with the test's passwords."""
     with open(os.path.join(ROOT, "docs", "redis-schema.md")) as f:
         text = f.read()
-    m = re.search(r"^ACL SETUSER %s (.+)$" % re.escape(user), text, re.M)
-    if not m:
-        raise AssertionError("docs/redis-schema.md gives no ACL SETUSER %s line" % user)
+    for m in re.finditer(r"^ACL SETUSER %s (.+)$" % re.escape(user), text, re.M):
+        if ("+sentinel|" in m.group(1)) == sentinel:
+            break
+    else:
+        raise AssertionError("docs/redis-schema.md gives no ACL SETUSER %s line%s"
+                             % (user, " for the Sentinels" if sentinel else ""))
     rules = m.group(1).replace(">EDGE_SECRET", ">" + EDGE_PASSWORD)
     rules = rules.replace(">WRITER_SECRET", ">" + WRITER_PASSWORD)
+    rules = rules.replace(">EDGE_SENTINEL_SECRET", ">" + SENTINEL_PASSWORD)
     return "user %s %s" % (user, rules)
 
 

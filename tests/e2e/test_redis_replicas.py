@@ -28,6 +28,7 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 import test_faults as F  # noqa: E402
+import test_redis_deploy as D  # noqa: E402
 import test_redis_store as RS  # noqa: E402
 from topology import Topology  # noqa: E402
 
@@ -58,7 +59,8 @@ class TopologyBase(F.LeakChecks, unittest.TestCase):
         cls.up = H.EchoUpstream().start()
         cls.addClassCleanup(cls.up.stop)
         cls.watch = F.LeakWatch(cls.up)
-        cls.topo = Topology(replicas=cls.replicas, sentinels=cls.sentinels).start()
+        cls.topo = Topology(replicas=cls.replicas, sentinels=cls.sentinels,
+                            **cls.topology_args()).start()
         cls.addClassCleanup(cls.topo.cleanup)
         cls.ngx = H.Nginx(workers=2, error_log_level="info")
         cls.addClassCleanup(cls.ngx.cleanup)
@@ -76,6 +78,10 @@ class TopologyBase(F.LeakChecks, unittest.TestCase):
     @classmethod
     def http_extra(cls):
         return ""
+
+    @classmethod
+    def topology_args(cls):
+        return {}
 
     def setUp(self):
         self.watch.reset()
@@ -275,7 +281,9 @@ class T2SentinelFailover(SentinelBase):
         try:
             old, new, took = self.topo.failover()
             # a write through the Sentinels reaches the edge
-            _, out, _ = H.run_consentctl("set", "--redis", new.address, s, "analysis=0")
+            _, out, _ = H.run_consentctl("set", "--redis", "sentinel:" + self.topo.master_name,
+                                         "--sentinels", self.topo.sentinel_addresses, s,
+                                         "analysis=0")
             v2 = out.strip()[2:]
             r = self.wait_version(s, v2, 10.0)
         finally:
@@ -324,6 +332,43 @@ class T3SentinelReplica(SentinelBase):
         v = self.write(s, "analysis=1", primary=p)
         self.assertEqual(self.wait_version(s, v, 3.0).purposes, GRANTED)
         self.assertGreater(p.calls("publish"), 0)   # the heartbeat, on the primary
+        self.assertNoLeaks()
+
+    def test_zz_log_clean(self):
+        self.assertLogClean()
+
+
+class T3bSentinelAcl(SentinelBase):
+    """The edge logs in as consent-edge on the data nodes and on the
+    Sentinels, under exactly the rules docs/redis-schema.md gives for each,
+    and reads a replica."""
+
+    read = "replica"
+
+    @classmethod
+    def topology_args(cls):
+        return {"acl": [D.documented_acl("consent-edge")],
+                "sentinel_acl": [D.documented_acl("consent-edge", sentinel=True)]}
+
+    @classmethod
+    def redis_lines(cls):
+        return ("sentinel:%s user=consent-edge password=%s %s; consent_redis_sentinels %s "
+                "user=consent-edge password=%s" % (
+                    cls.topo.master_name, D.EDGE_PASSWORD, OPTS,
+                    " ".join(s.address for s in cls.topo.sentinels), D.SENTINEL_PASSWORD))
+
+    def test_01_reads_caches_and_hears_updates(self):
+        s = "sacl-1"
+        v1 = self.write(s, "analysis=1", primary=self.topo.primary)
+        self.assertEqual(self.wait_version(s, v1, 5.0).purposes, GRANTED)
+        deadline = time.monotonic() + H.slow(5.0)
+        while self.track_ok(s).source != "cache":   # the heartbeat, on the primary
+            self.assertLess(time.monotonic(), deadline, "never served from the cache\n"
+                            + self.ngx.error_log()[-2000:])
+            time.sleep(0.05)
+        v2 = self.write(s, "analysis=0", primary=self.topo.primary)
+        self.assertEqual(self.wait_version(s, v2, 3.0).purposes, RS.DEFAULTS)
+        self.assertNotRegex(self.ngx.error_log(), r"NOPERM|WRONGPASS|NOAUTH")
         self.assertNoLeaks()
 
     def test_zz_log_clean(self):
