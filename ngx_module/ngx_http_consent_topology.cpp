@@ -104,7 +104,8 @@ ngx_http_consent_topology_init(ngx_cycle_t *cycle,
         t->sub.subscriber = 1;
         t->sub.locate = ngx_http_consent_topology_locate_sub;
 
-        if (cmcf->redis_read_replica || server[0].master.len) {
+        /* reading the primary, `read` carries the heartbeat itself */
+        if (cmcf->redis_read_replica) {
             if (ngx_http_consent_topology_conn(t, &t->primary_conn,
                                                server[0].master.len
                                                ? NGX_HTTP_CONSENT_ROLE_EVERY
