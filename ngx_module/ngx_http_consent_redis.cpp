@@ -551,6 +551,7 @@ ngx_http_consent_redis_role_fit(ngx_http_consent_redis_t *rc,
     const consent::RespValue  *v;
 
     v = ngx_http_consent_resp_view(reply);
+    rc->primary = 0;
 
     if (v == NULL || !consent::parse_role(*v, &info)) {
         ngx_log_error(NGX_LOG_ERR, rc->cycle->log, 0,
@@ -559,13 +560,14 @@ ngx_http_consent_redis_role_fit(ngx_http_consent_redis_t *rc,
         goto unfit;
     }
 
-    if (rc->expect_role == NGX_HTTP_CONSENT_ROLE_PRIMARY
+    if (rc->expect_role != NGX_HTTP_CONSENT_ROLE_REPLICA
         && info.role == consent::Role::master)
     {
+        rc->primary = 1;
         return NGX_OK;
     }
 
-    if (rc->expect_role == NGX_HTTP_CONSENT_ROLE_REPLICA
+    if (rc->expect_role != NGX_HTTP_CONSENT_ROLE_PRIMARY
         && info.role == consent::Role::replica && consent::link_up(info.link))
     {
         return NGX_OK;
@@ -581,7 +583,7 @@ ngx_http_consent_redis_role_fit(ngx_http_consent_redis_t *rc,
                       info.primary.host.size(), info.primary.host.data(),
                       info.primary.port, state.size(), state.data(),
                       rc->expect_role == NGX_HTTP_CONSENT_ROLE_PRIMARY
-                      ? "the primary" : "a replica with its link up");
+                      ? "the primary" : "its link up");
 
     } else {
         ngx_log_error(NGX_LOG_WARN, rc->cycle->log, 0,
@@ -615,9 +617,10 @@ ngx_http_consent_redis_handshake_done(ngx_http_consent_redis_t *rc,
         return;
     }
 
-    if (rc->expect_role
-        && ngx_http_consent_redis_role_fit(rc, reply) != NGX_OK)
-    {
+    if (rc->expect_role == NGX_HTTP_CONSENT_ROLE_ANY) {
+        rc->primary = 1;
+
+    } else if (ngx_http_consent_redis_role_fit(rc, reply) != NGX_OK) {
         return;
     }
 

@@ -46,6 +46,7 @@ typedef struct {
 #define NGX_HTTP_CONSENT_ROLE_ANY      0   /* not asked: PING */
 #define NGX_HTTP_CONSENT_ROLE_PRIMARY  1   /* ROLE: master */
 #define NGX_HTTP_CONSENT_ROLE_REPLICA  2   /* ROLE: slave, its link up */
+#define NGX_HTTP_CONSENT_ROLE_READABLE 3   /* either: its data is current */
 
 
 struct ngx_http_consent_redis_s {
@@ -102,6 +103,9 @@ struct ngx_http_consent_redis_s {
     unsigned                           locating:1;     /* locate() runs */
     unsigned                           unfit:1;        /* the last attempt
                                                           ended on ROLE */
+    unsigned                           primary:1;      /* ROLE said master at
+                                                          the last check, or
+                                                          was not asked */
 
     /* the owner's hooks; any may be NULL */
     ngx_http_consent_redis_pt          locate;         /* picks the server of

@@ -23,6 +23,8 @@ static void ngx_http_consent_topology_locate_read(ngx_http_consent_redis_t *rc);
 static void ngx_http_consent_topology_locate_primary(
     ngx_http_consent_redis_t *rc);
 static void ngx_http_consent_topology_locate_sub(ngx_http_consent_redis_t *rc);
+static void ngx_http_consent_topology_read_primary(
+    ngx_http_consent_topology_t *t, ngx_http_consent_redis_t *rc);
 static void ngx_http_consent_topology_read_ready(ngx_http_consent_redis_t *rc);
 static void ngx_http_consent_topology_read_down(ngx_http_consent_redis_t *rc);
 static void ngx_http_consent_topology_primary_down(
@@ -195,7 +197,9 @@ ngx_http_consent_topology_exit(ngx_http_consent_topology_t *t)
 ngx_http_consent_redis_t *
 ngx_http_consent_topology_primary(ngx_http_consent_topology_t *t)
 {
-    if (t->read.ready && t->read.server == t->primary.server) {
+    /* not a listed primary that is a replica now: it would prove nothing */
+    if (t->read.ready && t->read.primary && t->read.server == t->primary.server)
+    {
         return &t->read;
     }
 
@@ -246,7 +250,27 @@ ngx_http_consent_topology_pick_read(ngx_http_consent_topology_t *t,
         }
     }
 
-    ngx_http_consent_topology_locate_primary(rc);
+    ngx_http_consent_topology_read_primary(t, rc);
+}
+
+
+/*
+ * Reads from the primary. A listed one is right for reads while it is the
+ * primary, or a replica (demoted, say, by a failover a static list does
+ * not follow) whose link is up; a lone server is not asked.
+ */
+static void
+ngx_http_consent_topology_read_primary(ngx_http_consent_topology_t *t,
+    ngx_http_consent_redis_t *rc)
+{
+    if (t->sentinel) {
+        ngx_http_consent_sentinel_locate_primary(t, rc);
+        return;
+    }
+
+    ngx_http_consent_redis_located(rc, t->primary.server,
+                                   t->nreplicas ? NGX_HTTP_CONSENT_ROLE_READABLE
+                                                : NGX_HTTP_CONSENT_ROLE_ANY);
 }
 
 
@@ -258,7 +282,7 @@ ngx_http_consent_topology_locate_read(ngx_http_consent_redis_t *rc)
     t = (ngx_http_consent_topology_t *) rc->data;
 
     if (!t->cmcf->redis_read_replica) {
-        ngx_http_consent_topology_locate_primary(rc);
+        ngx_http_consent_topology_read_primary(t, rc);
         return;
     }
 
@@ -284,11 +308,14 @@ ngx_http_consent_topology_locate_primary(ngx_http_consent_redis_t *rc)
     }
 
     /*
-     * A static primary is not asked for its ROLE: reads are right on any
-     * server, and so is the heartbeat when the channel is heard there too.
+     * A lone server is not asked for its ROLE: reads are right on it, and
+     * so is the heartbeat, heard there too (and its ACL user needs no
+     * +role). With replicas listed, the heartbeat must go to a real primary,
+     * or it would prove nothing about what they replicate.
      */
     ngx_http_consent_redis_located(rc, t->primary.server,
-                                   NGX_HTTP_CONSENT_ROLE_ANY);
+                                   t->nreplicas ? NGX_HTTP_CONSENT_ROLE_PRIMARY
+                                                : NGX_HTTP_CONSENT_ROLE_ANY);
 }
 
 
