@@ -511,7 +511,9 @@ ngx_http_consent_sentinel_locate_replica(ngx_http_consent_topology_t *t,
     std::string_view              argv[3];
     ngx_http_consent_sentinel_t  *sn = t->sentinel;
 
-    ngx_queue_insert_tail(&sn->want_replicas, &rc->locate_link);
+    if (rc) {
+        ngx_queue_insert_tail(&sn->want_replicas, &rc->locate_link);
+    }
 
     if (sn->asked_replicas) {
         return;

@@ -423,6 +423,16 @@ ngx_http_consent_topology_probe(ngx_event_t *ev)
 
     ngx_add_timer(ev, NGX_HTTP_CONSENT_PROBE_EVERY);
 
+    /*
+     * What the Sentinels see now, for the next tick: a replica that was
+     * down (or not one yet, during a failover) when `read` last connected
+     * is taken back once they list it healthy.
+     */
+    if (t->sentinel && !(t->nreplicas && t->read.server == t->replicas[0].server))
+    {
+        ngx_http_consent_sentinel_locate_replica(t, NULL);
+    }
+
     if (t->probe.active || t->probe.locating || !t->read.ready) {
         return;
     }

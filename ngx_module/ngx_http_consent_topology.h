@@ -101,7 +101,7 @@ void ngx_http_consent_sentinel_exit(ngx_http_consent_topology_t *t);
 /* answer rc's locate with the primary they name (verified by ROLE) */
 void ngx_http_consent_sentinel_locate_primary(ngx_http_consent_topology_t *t,
     ngx_http_consent_redis_t *rc);
-/* refresh t->replicas from the Sentinels, then pick for rc */
+/* refresh t->replicas from the Sentinels, then pick for rc (if any) */
 void ngx_http_consent_sentinel_locate_replica(ngx_http_consent_topology_t *t,
     ngx_http_consent_redis_t *rc);
 /* the primary named was not one (ROLE): ask the next Sentinel */
