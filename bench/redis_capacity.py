@@ -13,6 +13,9 @@
    the worst moment. When the subscriber keeps up, applied equals published
    and the buffer stays small; when it does not, the buffer grows until
    Redis drops the subscriber (client-output-buffer-limit pubsub).
+   On a small machine the publishers and Redis saturate first, so the rate
+   is a floor; the edge's CPU time over the run (its workers' schedstat)
+   gives what a subscriber costs: messages per CPU-second of the edge.
 
   bench/redis_capacity.py [--module build-release/ngx_http_consent_module.so]
       [--records 200000] [--seconds 5] [--publishers 4]
@@ -88,6 +91,9 @@ def subscriber_rate(bench, seconds, publishers, channel="consent:updates"):
     def publishes():
         m = re.search(r"cmdstat_publish:calls=(\d+)", admin.call("INFO", "commandstats").decode())
         return int(m.group(1)) if m else 0
+    workers = macro.children(front.proc.pid)
+    redis_pid = bench.redis.proc.pid
+    cpu0, rcpu0 = macro.cpu_ns(workers), macro.cpu_ns([redis_pid])
     p0 = publishes()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -108,13 +114,16 @@ def subscriber_rate(bench, seconds, publishers, channel="consent:updates"):
             break
         time.sleep(0.05)
     drained_in = time.monotonic() - t0
+    edge_cpu = (macro.cpu_ns(workers) - cpu0) / 1e9
+    redis_cpu = (macro.cpu_ns([redis_pid]) - rcpu0) / 1e9
     stop.set()
     th.join(5)
     dropped = "output buffer limits" in open(os.path.join(bench.redis.dir, "redis.log")).read()
     bench.stop_nginx(front)
     return {"published": published, "published_in": published_in, "applied": applied,
             "applied_at_stop": applied_at_stop,
-            "drained_in": drained_in, "worst_omem": worst["omem"], "dropped": dropped}
+            "drained_in": drained_in, "worst_omem": worst["omem"], "dropped": dropped,
+            "edge_cpu": edge_cpu, "redis_cpu": redis_cpu}
 
 
 def main():
@@ -139,6 +148,10 @@ def main():
                  res["applied_at_stop"], res["applied"], res["drained_in"],
                  res["applied"] / res["drained_in"], res["worst_omem"] / 1e6,
                  "DROPPED by Redis" if res["dropped"] else "kept"))
+        print("cost: the edge's workers used %.2f CPU-seconds (%.0f%% of one core), %.2f million messages "
+              "per CPU-second; Redis used %.2f CPU-seconds"
+              % (res["edge_cpu"], 100 * res["edge_cpu"] / res["drained_in"],
+                 res["applied"] / max(res["edge_cpu"], 1e-9) / 1e6, res["redis_cpu"]))
         if res["applied"] < res["published"]:
             print("  !! the edge applied %d of %d messages" % (res["applied"], res["published"]))
             return 1

@@ -1,6 +1,7 @@
 #!/bin/bash
-# The example configurations in conf/ pass `nginx -t` with the built module,
-# with their key, certificate and module paths pointed at generated files.
+# The example configurations in conf/, and the nginx snippets of
+# docs/deployment.md, pass `nginx -t` with the built module, with their key,
+# certificate and module paths pointed at generated files.
 set -euo pipefail
 . "$(dirname "$0")/nginx_env.sh"
 repo=$1
@@ -34,4 +35,31 @@ for conf in front-proxy.conf demo.conf; do
         || { cat "$dir/out"; fail "conf/$conf does not pass nginx -t"; }
     nginx_reports "$dir" "$dir/out"
 done
-echo "examples pass nginx -t"
+# The nginx snippets of docs/deployment.md, each inside a minimal http
+# block, with the example host names pointed at localhost (nginx -t
+# resolves them).
+awk -v dir="$dir" '/^```nginx$/ { n++; f = dir "/deployment-" n ".snippet"; next }
+                   /^```$/ { f = ""; next }
+                   f { print > f }' "$repo/docs/deployment.md"
+snippets=("$dir"/deployment-*.snippet)
+[ -e "${snippets[0]}" ] || fail "docs/deployment.md has no nginx snippet"
+for snip in "${snippets[@]}"; do
+    conf=${snip%.snippet}.conf
+    {
+        echo "load_module $dir/modules/ngx_http_consent_module.so;"
+        echo "pid $dir/nginx.pid;"
+        echo "error_log $dir/logs/error.log;"
+        echo "events {}"
+        echo "http {"
+        echo "    consent_key 1 $dir/consent/token-2.key issue;"
+        echo "    consent_pseudonym_key $dir/consent/pseudonym.key;"
+        echo "    consent_purpose marketing denied;"
+        sed -e 's|[a-z0-9.]*\.example\.com:|localhost:|' -e "s|/etc/nginx/consent/|$dir/consent/|g" "$snip"
+        echo "    server { listen 127.0.0.1:8; location / { consent on; proxy_pass http://127.0.0.1:9; } }"
+        echo "}"
+    } > "$conf"
+    nginx_run "$dir" -t -p "$dir/" -c "$conf" > "$dir/out" 2>&1 \
+        || { cat "$dir/out"; cat "$conf"; fail "docs/deployment.md: snippet $(basename "$snip") does not pass nginx -t"; }
+    nginx_reports "$dir" "$dir/out"
+done
+echo "examples pass nginx -t (conf/ and ${#snippets[@]} snippets of docs/deployment.md)"
