@@ -67,11 +67,10 @@ window):
   - once an edge has shown a version that denies analysis, no request sent
     to it afterwards carries _ga to the upstream for that subject.
 
-Two more classes hold the module bugs the fleet showed, each in its
-smallest form and marked expectedFailure: StaticPrimaryNowAReplica (C's
-static primary line once it names a replica) and SentinelReplicaBackLater
-(B reading the primary for good after a failover). docs/testing.md
-describes them; remove the mark with the fix (an unexpected success fails).
+Two more classes hold, in their smallest form, the module bugs the fleet
+showed (fixed since): StaticPrimaryNowAReplica (C's static primary line
+once it names a replica) and SentinelReplicaBackLater (B reading the
+primary for good after a failover). docs/testing.md describes them.
 
 Run: /usr/bin/python3 tests/e2e/test_fleet.py \
         --module build/ngx_http_consent_module.so --consentctl build/consentctl
@@ -956,22 +955,22 @@ class StaticPrimaryNowAReplica(unittest.TestCase):
     """Edge C's situation once the old primary is back (step 4 of Fleet
     reaches it): its static `consent_redis PRIMARY` line names a server that
     is now a replica, and its `role=replica` line names the server that is
-    now the primary (ROLE master: avoided). C then reads the static primary,
-    which is not asked for its ROLE, and publishes its liveness proof there,
-    where the replica itself delivers it: the proof holds whether or not the
-    replica still hears the real primary.
+    now the primary (ROLE master: avoided).
 
     The smallest case: X the primary, P a replica of X; nginx (1 worker)
     with `consent_redis P; consent_redis X role=replica; consent_redis_read
-    replica;`. P's link breaks, analysis is withdrawn on X: the contract
-    says a replica whose link is down is left within 3 s and that cache hits
-    stop within 3 s when updates cannot arrive; the edge must serve the new
-    record, or the failure policy, within 5 s.
+    replica;`. The edge reads P while P's link is up (ROLE_READABLE), but
+    never serves from its cache: its liveness proof must be published on a
+    server whose ROLE says master, and the listed primary is not one, so the
+    proof would say nothing about what P receives. P's link breaks, analysis
+    is withdrawn on X: the edge serves the new record, or the failure
+    policy, within 5 s (the contract: a replica whose link is down is left
+    within 3 s; cache hits stop within 3 s when updates cannot arrive).
 
-    MODULE BUG (reported, not fixed here: ngx_module/ belongs to the module's
-    owner): the edge goes on serving the withdrawn consent from its cache
-    (and, past the ttl, from P) for as long as P's link stays down.
-    expectedFailure until the module checks the static primary's ROLE."""
+    (Found by this fleet test: the module used to trust a listed primary
+    without asking its ROLE, publish the proof on P, hear it there, and
+    serve the withdrawn consent from its cache for as long as P's link
+    stayed down.)"""
 
     @classmethod
     def setUpClass(cls):
@@ -1004,16 +1003,22 @@ class StaticPrimaryNowAReplica(unittest.TestCase):
         _, out, _ = H.run_consentctl("set", "--redis", self.x.address, "s1", *fields)
         return out.strip()[2:]
 
-    @unittest.expectedFailure
     def test_withdrawn_consent_is_served_within_5s(self):
         v1 = self.set("analysis=1")
         deadline = time.monotonic() + H.slow(10)
-        while True:     # read through P, then from the cache (the proof heard on P)
+        while True:     # read through P
             r = self.get()
-            if (r.source, r.version) == ("cache", v1):
+            if (r.source, r.version) == ("redis", v1):
                 break
-            self.assertLess(time.monotonic(), deadline, "v%s never cached: %r" % (v1, r))
+            self.assertLess(time.monotonic(), deadline, "v%s never read: %r" % (v1, r))
             time.sleep(0.05)
+        # past two heartbeat periods: still nothing from the cache
+        seen = set()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < H.slow(2.5):
+            seen.add(self.get().source)
+            time.sleep(0.05)
+        self.assertEqual(seen, {"redis"}, "the proof was published on a server that is no primary")
         self.p.cli("REPLICAOF", "127.0.0.1", str(H.free_port()))
         v2 = self.set("analysis=0")
         t0 = time.monotonic()
@@ -1045,11 +1050,10 @@ class SentinelReplicaBackLater(unittest.TestCase):
     ("every 2 s a worker tries the replicas it prefers to the one it reads")
     say the lookups move to the replica; within 10 s here.
 
-    MODULE BUG (reported, not fixed here): they stay on the primary for as
-    long as the read connection lives. Consent stays right (the primary is
-    always fresh), but the reads meant for replicas load the primary after
-    every failover. expectedFailure until the replica list is asked again
-    (e.g. with the probe)."""
+    (Found by this fleet test: the module asked for the replicas only when
+    its read connection connected, so the lookups stayed on the primary for
+    as long as that connection lived. Every 2 s a worker not on its first
+    replica now asks the Sentinels again.)"""
 
     @classmethod
     def setUpClass(cls):
@@ -1088,7 +1092,6 @@ class SentinelReplicaBackLater(unittest.TestCase):
         after = (self.p.calls("hgetall"), self.r.calls("hgetall"))
         return after[0] - before[0], after[1] - before[1]
 
-    @unittest.expectedFailure
     def test_reads_move_to_the_replica_once_healthy(self):
         self.assertEqual(self.reads(), (5, 0), "with no healthy replica, the primary")
         self.topo.restore_link(self.r)
