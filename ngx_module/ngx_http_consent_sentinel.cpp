@@ -20,9 +20,12 @@
 #include "ngx_module/ngx_http_consent_topology.h"
 #include "ngx_module/ngx_http_consent_redis_reply.h"
 
+#include <ifaddrs.h>
+
 
 #define NGX_HTTP_CONSENT_SENTINEL_PING  5000
 #define NGX_HTTP_CONSENT_KNOWN          32
+#define NGX_HTTP_CONSENT_LOCAL_ADDRS    16
 
 
 struct ngx_http_consent_sentinel_s {
@@ -44,7 +47,82 @@ struct ngx_http_consent_sentinel_s {
     /* the servers the Sentinels named, made once per address */
     ngx_http_consent_redis_server_t   known[NGX_HTTP_CONSENT_KNOWN];
     ngx_uint_t                        nknown;
+
+    /* this host's addresses, as text: a replica there is read first */
+    ngx_str_t                         local[NGX_HTTP_CONSENT_LOCAL_ADDRS];
+    ngx_uint_t                        nlocal;
 };
+
+
+/*
+ * The addresses of this host's interfaces. Sentinels report a replica by
+ * the address they reach it on, never 127.0.0.1 in a fleet, so "the
+ * replica beside the edge" is one at any of these.
+ */
+static void
+ngx_http_consent_sentinel_local_addrs(ngx_http_consent_sentinel_t *sn,
+    ngx_pool_t *pool)
+{
+    u_char           *p;
+    socklen_t         len;
+    struct ifaddrs   *ifa, *a;
+
+    if (getifaddrs(&ifa) != 0) {
+        return;
+    }
+
+    for (a = ifa; a && sn->nlocal < NGX_HTTP_CONSENT_LOCAL_ADDRS; a = a->ifa_next) {
+        if (a->ifa_addr == NULL) {
+            continue;
+        }
+
+        if (a->ifa_addr->sa_family == AF_INET) {
+            len = sizeof(struct sockaddr_in);
+
+#if (NGX_HAVE_INET6)
+        } else if (a->ifa_addr->sa_family == AF_INET6) {
+            len = sizeof(struct sockaddr_in6);
+#endif
+
+        } else {
+            continue;
+        }
+
+        p = (u_char *) ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
+        if (p == NULL) {
+            break;
+        }
+
+        sn->local[sn->nlocal].data = p;
+        sn->local[sn->nlocal].len = ngx_sock_ntop(a->ifa_addr, len, p,
+                                                  NGX_SOCKADDR_STRLEN, 0);
+        sn->nlocal++;
+    }
+
+    freeifaddrs(ifa);
+}
+
+
+static ngx_uint_t
+ngx_http_consent_sentinel_on_this_host(ngx_http_consent_sentinel_t *sn,
+    std::string_view host)
+{
+    ngx_uint_t  i;
+
+    if (host == "localhost") {
+        return 1;
+    }
+
+    for (i = 0; i < sn->nlocal; i++) {
+        if (std::string_view((char *) sn->local[i].data, sn->local[i].len)
+            == host)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
 
 
 static void ngx_http_consent_sentinel_locate_ask(ngx_http_consent_redis_t *rc);
@@ -73,6 +151,10 @@ ngx_http_consent_sentinel_init(ngx_http_consent_topology_t *t)
     sn->master = t->primary.server->master;
     ngx_queue_init(&sn->want_primary);
     ngx_queue_init(&sn->want_replicas);
+
+    if (t->cmcf->redis_read_replica) {
+        ngx_http_consent_sentinel_local_addrs(sn, t->pool);
+    }
 
     /* each worker starts with another Sentinel: the load spreads */
     sn->current = ngx_worker % sn->nsentinels;
@@ -429,7 +511,7 @@ ngx_http_consent_sentinel_replicas_reply(ngx_http_consent_redis_t *rc,
     redisReply *reply, void *data)
 {
     size_t                            count, i, k, n;
-    ngx_uint_t                        pass, loopback;
+    ngx_uint_t                        pass, local;
     ngx_queue_t                      *link;
     ngx_http_consent_node_t           nodes[NGX_HTTP_CONSENT_MAX_NODES], *old;
     ngx_http_consent_redis_t         *wanted;
@@ -456,14 +538,16 @@ ngx_http_consent_sentinel_replicas_reply(ngx_http_consent_redis_t *rc,
         n = 0;
         count = ngx_min(count, (size_t) NGX_HTTP_CONSENT_MAX_NODES);
 
-        /* the contract's order: on this host first, then Sentinel's */
+        /*
+         * On this host first (a loopback address, or one of this host's
+         * own), then in Sentinel's order.
+         */
         for (pass = 0; pass < 2; pass++) {
             for (i = 0; i < count; i++) {
-                loopback = list[i].addr.host == "127.0.0.1"
-                           || list[i].addr.host == "::1"
-                           || list[i].addr.host == "localhost";
+                local = ngx_http_consent_sentinel_on_this_host(sn,
+                                                               list[i].addr.host);
 
-                if (loopback != (pass == 0) || !consent::replica_healthy(list[i])) {
+                if (local != (pass == 0) || !consent::replica_healthy(list[i])) {
                     continue;
                 }
 

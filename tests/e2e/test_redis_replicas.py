@@ -375,6 +375,106 @@ class T3bSentinelAcl(SentinelBase):
         self.assertLogClean()
 
 
+class ScriptedSentinel:
+    """A Sentinel of the test's: answers get-master-addr-by-name with the
+    primary, and SENTINEL replicas with the replicas in the order given
+    (Redis's own Sentinel lists them in its hash table's order, which a test
+    cannot choose); PING, and SUBSCRIBE's confirmation, as Sentinel does."""
+
+    def __init__(self, primary, replicas):
+        self.primary, self.replicas = primary, replicas
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _bulk(items):
+        return b"*%d\r\n" % len(items) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(x), x.encode()) for x in items)
+
+    def _answer(self, cmd):
+        words = [w.lower() for w in cmd]
+        if words[:1] == ["ping"]:
+            return b"+PONG\r\n"
+        if words[:2] == ["sentinel", "get-master-addr-by-name"]:
+            return self._bulk([self.primary.host, str(self.primary.port)])
+        if words[:2] == ["sentinel", "replicas"]:
+            out = b"*%d\r\n" % len(self.replicas)
+            for r in self.replicas:
+                out += self._bulk(["ip", r.host, "port", str(r.port), "flags", "slave",
+                                   "master-link-status", "ok"])
+            return out
+        if words[:1] == ["subscribe"]:
+            ch = cmd[1].encode()
+            return b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(ch), ch)
+        return b"-ERR unknown command\r\n"
+
+    def _client(self, c):
+        f = c.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line.startswith(b"*"):
+                    return
+                cmd = []
+                for _ in range(int(line[1:])):
+                    n = int(f.readline()[1:])
+                    cmd.append(f.read(n + 2)[:-2].decode("latin-1"))
+                c.sendall(self._answer(cmd))
+        except (OSError, ValueError):
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+class T3cSentinelReplicaOnThisHost(SentinelBase):
+    """Sentinel names two replicas, first one at 127.0.0.2 (for this host,
+    another host: it is none of its interface addresses), then one at
+    127.0.0.1. The edge reads the one on this host."""
+
+    read = "replica"
+
+    @classmethod
+    def topology_args(cls):
+        return {"node_hosts": {1: "127.0.0.2"}}
+
+    @classmethod
+    def redis_lines(cls):
+        cls.scripted = ScriptedSentinel(cls.topo.nodes[0], [cls.topo.nodes[1], cls.topo.nodes[2]])
+        return "sentinel:%s %s; consent_redis_sentinels %s" % (cls.topo.master_name, OPTS,
+                                                                cls.scripted.address)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.scripted.stop()
+
+    def test_01_reads_the_local_replica(self):
+        far, local = self.topo.nodes[1], self.topo.nodes[2]
+        self.assertEqual((far.host, local.host), ("127.0.0.2", "127.0.0.1"))
+        self.reads_go_to(local, "local-first")
+        self.assertNoLeaks()
+
+    def test_zz_log_clean(self):
+        self.assertLogClean()
+
+
 class FakeSentinel:
     """A TCP server that answers every command with the same bytes."""
 

@@ -57,6 +57,11 @@ Options of Topology():
     sentinel_password     requirepass on the Sentinels (and what they use with
                           each other: sentinel-pass)
     sentinel_acl          ACL lines on the Sentinels ("user ctl on >pw ...")
+    node_hosts            {index: "127.0.0.2"}: the loopback address a data
+                          node binds (and, as a replica, announces); 127.0.0.1
+                          for the others. 127.0.0.1 is this host's only
+                          interface address on lo, so a node elsewhere on
+                          127/8 passes for one on another host.
 
 Timing: Sentinels get `SENTINEL DEBUG info-period 1000 publish-period 500
 tilt-period 5000 ping-period 250` so that they discover each other and
@@ -185,7 +190,8 @@ class TopologyError(AssertionError):
 class Topology:
     def __init__(self, replicas=2, sentinels=3, master_name="consent", quorum=2, down_after_ms=1000,
                  failover_timeout_ms=5000, tls=None, tls_auth_clients="no", password=None, acl=None,
-                 replication_user=None, monitor_user=None, sentinel_password=None, sentinel_acl=None):
+                 replication_user=None, monitor_user=None, sentinel_password=None, sentinel_acl=None,
+                 node_hosts=None):
         self.master_name = master_name
         self.quorum = quorum
         self.down_after_ms = down_after_ms
@@ -218,8 +224,13 @@ class Topology:
 
         self.nodes = []
         for i in range(replicas + 1):
+            host = (node_hosts or {}).get(i, "127.0.0.1")
+            args = list(common)
+            if host != "127.0.0.1":
+                # what the primary (and so Sentinel) reports for it
+                args += ["--replica-announce-ip", host]
             self.nodes.append(RedisServer(password=password, acl=data_acl, tls=self.tls,
-                                          args=list(common), name="node%d" % i))
+                                          args=args, name="node%d" % i, host=host))
         first = self.nodes[0]
         for n in self.nodes[1:]:
             n.args += ["--replicaof", first.host, str(first.port)]
