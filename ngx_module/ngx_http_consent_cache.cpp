@@ -40,6 +40,7 @@ typedef struct {
     ngx_rbtree_node_t              sentinel;
     ngx_queue_t                    lru;
     ngx_atomic_t                   valid_since_ms;
+    ngx_atomic_t                   flushed_ms;    /* the last "*" */
     ngx_atomic_t                   heartbeat_ms;
     ngx_pid_t                      sub_pid;   /* the subscriber that beats */
 
@@ -296,33 +297,40 @@ ngx_http_consent_cache_get(ngx_shm_zone_t *zone, std::string_view subject,
 
 ngx_uint_t
 ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
-    const consent::Record *record, uint64_t now_ms, ngx_cycle_t *cycle)
+    const consent::Record *record, uint64_t sent_ms, uint64_t conn_ms,
+    const consent::CacheClock &clock, consent::Record *newer,
+    ngx_cycle_t *cycle)
 {
     uint32_t                        hash;
-    ngx_uint_t                      stored;
+    ngx_uint_t                      rc;
     ngx_http_consent_cache_t       *cache;
     ngx_http_consent_cache_node_t  *n;
 
     cache = (ngx_http_consent_cache_t *) zone->data;
     hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
 
+    rc = NGX_HTTP_CONSENT_CACHE_REFUSED;
+
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    if (*ngx_http_consent_cache_announced(cache, hash) >= now_ms) {
-        stored = 0;
-
-    } else {
+    if (*ngx_http_consent_cache_announced(cache, hash) < sent_ms) {
         n = ngx_http_consent_cache_node(cache, subject, hash, cycle);
-        stored = n && consent::slot_store(&n->slot, record, now_ms);
 
-        if (stored) {
+        if (n && n->purposes == cache->purposes
+            && consent::slot_holds_newer(n->slot, record, clock, conn_ms))
+        {
+            *newer = n->slot.record;
+            rc = NGX_HTTP_CONSENT_CACHE_NEWER;
+
+        } else if (n && consent::slot_store(&n->slot, record, sent_ms)) {
             n->purposes = cache->purposes;
+            rc = NGX_HTTP_CONSENT_CACHE_STORED;
         }
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
-    return stored;
+    return rc;
 }
 
 
@@ -397,6 +405,7 @@ ngx_http_consent_cache_flush(ngx_shm_zone_t *zone)
 
     cache = (ngx_http_consent_cache_t *) zone->data;
     cache->sh->valid_since_ms = ngx_http_consent_cache_event_ms();
+    cache->sh->flushed_ms = cache->sh->valid_since_ms;
 }
 
 
@@ -497,6 +506,7 @@ ngx_http_consent_cache_clock(ngx_shm_zone_t *zone, ngx_msec_t ttl,
     clock.now_ms = now_ms;
     clock.ttl_ms = ttl;
     clock.valid_since_ms = cache->sh->valid_since_ms;
+    clock.flushed_ms = cache->sh->flushed_ms;
     clock.subscribed = ngx_http_consent_cache_subscription_up(zone, now_ms);
 
     return clock;

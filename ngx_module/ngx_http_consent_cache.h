@@ -25,9 +25,19 @@
 ngx_uint_t ngx_http_consent_cache_get(ngx_shm_zone_t *zone,
     std::string_view subject, consent::CacheSlot *slot);
 
-/* Stores a read (record NULL: Redis had none); 0 when refused or full. */
+#define NGX_HTTP_CONSENT_CACHE_REFUSED  0   /* raced an update, or no room */
+#define NGX_HTTP_CONSENT_CACHE_STORED   1
+#define NGX_HTTP_CONSENT_CACHE_NEWER    2   /* *newer answers instead */
+
+/*
+ * Stores a read (record NULL: Redis had none) sent at sent_ms on a
+ * connection begun at conn_ms, unless the cache holds a newer version
+ * (consent::slot_holds_newer()): then that is copied to *newer, and
+ * answers the read's requests instead.
+ */
 ngx_uint_t ngx_http_consent_cache_store(ngx_shm_zone_t *zone,
-    std::string_view subject, const consent::Record *record, uint64_t now_ms,
+    std::string_view subject, const consent::Record *record, uint64_t sent_ms,
+    uint64_t conn_ms, const consent::CacheClock &clock, consent::Record *newer,
     ngx_cycle_t *cycle);
 
 /* "<subject> <v>" from the channel. */

@@ -246,7 +246,8 @@ ngx_http_consent_lookup_detach(ngx_http_consent_ctx_t *ctx)
 /* Hands the outcome to every waiting request and wakes it. */
 static void
 ngx_http_consent_wake(ngx_http_consent_pending_t *p,
-    consent::LookupOutcome outcome, const consent::Record *record)
+    consent::LookupOutcome outcome, const consent::Record *record,
+    consent::Source source)
 {
     ngx_queue_t             *q;
     ngx_http_request_t      *r;
@@ -258,8 +259,7 @@ ngx_http_consent_wake(ngx_http_consent_pending_t *p,
 
         ctx = ngx_queue_data(q, ngx_http_consent_ctx_t, wait_link);
         ctx->pending = NULL;
-        ngx_http_consent_set_outcome(ctx, outcome, record,
-                                     consent::Source::redis);
+        ngx_http_consent_set_outcome(ctx, outcome, record, source);
         ctx->state = NGX_HTTP_CONSENT_LOOKED;
 
         /*
@@ -307,7 +307,8 @@ ngx_http_consent_lookup_timeout(ngx_event_t *ev)
 
     p->timed_out = 1;
     ngx_http_consent_pending_done(p);
-    ngx_http_consent_wake(p, consent::LookupOutcome::failure, NULL);
+    ngx_http_consent_wake(p, consent::LookupOutcome::failure, NULL,
+                          consent::Source::redis);
 
     /*
      * Replies come back in order: behind a late one, all are late. Drop the
@@ -327,6 +328,7 @@ ngx_http_consent_lookup_reply(ngx_http_consent_redis_t *rc, redisReply *reply,
     size_t                         i, total;
     consent::Record                record;
     consent::RecordParse           parsed;
+    consent::Source                source;
     consent::LookupOutcome         outcome;
     ngx_http_consent_worker_t     *w = ngx_http_consent_worker;
     ngx_http_consent_pending_t    *p = (ngx_http_consent_pending_t *) data;
@@ -388,12 +390,23 @@ ngx_http_consent_lookup_reply(ngx_http_consent_redis_t *rc, redisReply *reply,
         }
     }
 
+    source = consent::Source::redis;
+
     if (outcome != consent::LookupOutcome::failure && cmcf->cache_zone) {
-        (void) ngx_http_consent_cache_store(
-                   cmcf->cache_zone,
-                   std::string_view((char *) p->subject, p->sn.str.len),
-                   outcome == consent::LookupOutcome::record ? &record : NULL,
-                   p->sent_ms, (ngx_cycle_t *) ngx_cycle);
+        if (ngx_http_consent_cache_store(
+                cmcf->cache_zone,
+                std::string_view((char *) p->subject, p->sn.str.len),
+                outcome == consent::LookupOutcome::record ? &record : NULL,
+                p->sent_ms, (uint64_t) rc->started,
+                ngx_http_consent_cache_clock(cmcf->cache_zone, cmcf->cache_ttl,
+                                             ngx_http_consent_now_ms()),
+                &record, (ngx_cycle_t *) ngx_cycle)
+            == NGX_HTTP_CONSENT_CACHE_NEWER)
+        {
+            /* this server is behind what another read already brought */
+            outcome = consent::LookupOutcome::record;
+            source = consent::Source::cache;
+        }
     }
 
     /*
@@ -403,7 +416,7 @@ ngx_http_consent_lookup_reply(ngx_http_consent_redis_t *rc, redisReply *reply,
      */
     ngx_http_consent_wake(p, outcome,
                           outcome == consent::LookupOutcome::record
-                          ? &record : NULL);
+                          ? &record : NULL, source);
 
     ngx_queue_insert_head(&w->free, &p->free_link);
 

@@ -337,6 +337,7 @@ ngx_http_consent_redis_connect_peer(ngx_http_consent_redis_t *rc,
     rc->peer.tries = 1;
 
     rc->log.action = (char *) "connecting";
+    rc->started = ngx_current_msec;
 
     r = ngx_event_connect_peer(&rc->peer);
 

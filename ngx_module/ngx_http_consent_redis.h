@@ -87,6 +87,10 @@ struct ngx_http_consent_redis_s {
 
     ngx_msec_t                         backoff;
     ngx_msec_t                         ping_every;
+    ngx_msec_t                         started;        /* this attempt's
+                                                          connect: a server
+                                                          that restarts
+                                                          since closes it */
     ngx_uint_t                         generation;     /* +1 at every close */
     ngx_uint_t                         expect_role;    /* of this attempt */
     ngx_queue_t                        locate_link;    /* while a Sentinel is

@@ -36,4 +36,13 @@ bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms) noexcept
     return true;
 }
 
+bool slot_holds_newer(const CacheSlot& slot, const Record* record, const CacheClock& clock,
+                      uint64_t since_ms) noexcept {
+    const uint64_t read_version = record ? record->version : 0;
+    if (!slot.filled || held_version(slot) <= read_version) return false;
+    if (slot.fetched_ms <= clock.flushed_ms || slot.fetched_ms <= since_ms) return false;
+    if (clock.now_ms >= slot.fetched_ms && clock.now_ms - slot.fetched_ms >= clock.ttl_ms) return false;
+    return true;
+}
+
 }  // namespace consent

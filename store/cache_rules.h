@@ -34,6 +34,7 @@ struct CacheClock {
     uint64_t ttl_ms = 0;
     bool subscribed = false;     // the channel subscription is up
     uint64_t valid_since_ms = 0; // when the current subscription began
+    uint64_t flushed_ms = 0;     // when "*" last dropped the whole cache
 };
 
 // Fresh when: filled, subscribed, fetched after valid_since_ms (strictly: a
@@ -53,5 +54,22 @@ void slot_announce(CacheSlot* slot, uint64_t version) noexcept;
 // what was read: a read that raced an update never replaces the newer value.
 // A negative read counts as version 0.
 bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms) noexcept;
+
+// Whether the slot holds a newer version than a read returned (`record`
+// nullptr: none, version 0), so that the slot, not the read, answers the
+// requests that waited for it. A server's versions only grow, so a read
+// older than what another read already brought came from a server further
+// behind: a replica that lags, or one whose link broke and that this
+// worker has not left yet while another worker already has. Serving it
+// would take back what the edge already served.
+//
+// Versions only grow while a server keeps its data, though: one that
+// restarts empty, or a replica promoted before it had the last writes,
+// starts lower. Both close every connection, so the slot outranks a read
+// only if it was read after `since_ms`, when the connection that carried
+// the read was begun, and after the last "*" (which may follow a deletion).
+// And only within its ttl: past that, nothing cached is served at all.
+bool slot_holds_newer(const CacheSlot& slot, const Record* record, const CacheClock& clock,
+                      uint64_t since_ms) noexcept;
 
 }  // namespace consent

@@ -20,8 +20,9 @@
 //      (messages queue, and are lost while unsubscribed), reads snapshot
 //      Redis and complete later, the subscription drops and comes back, the
 //      clock only moves forward. Reads are stored with the time they were
-//      sent. Property: a fresh slot with no announcement still queued holds
-//      exactly what Redis holds now.
+//      sent, unless the slot holds a newer version (slot_holds_newer), as
+//      the edge does. Property: a fresh slot with no announcement still
+//      queued holds exactly what Redis holds now.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdio>
@@ -302,7 +303,14 @@ void fuzz_world(FuzzedDataProvider& fdp) {
                     inflight.erase(inflight.begin() + static_cast<long>(i));
                     Record rec;
                     rec.version = r.version;
-                    store(&slot, r.exists ? &rec : nullptr, r.sent_ms, max_announced);
+                    // as the edge does: a newer slot answers, and is kept
+                    const Record* read = r.exists ? &rec : nullptr;
+                    if (slot_holds_newer(slot, read, clock, 0)) {  // one server, never restarted
+                        FUZZ_CHECK(slot.exists && held(slot) > r.version && slot.fetched_ms > clock.flushed_ms,
+                                   "slot_holds_newer for a slot that is not newer");
+                    } else {
+                        store(&slot, read, r.sent_ms, max_announced);
+                    }
                 }
                 break;
             case 4: clock.now_ms += fdp.ConsumeIntegralInRange<uint64_t>(0, 5000); break;
@@ -317,7 +325,7 @@ void fuzz_world(FuzzedDataProvider& fdp) {
                 }
                 break;
             case 7:  // "*": flush everything (only a subscriber hears it)
-                if (clock.subscribed) clock.valid_since_ms = clock.now_ms;
+                if (clock.subscribed) clock.valid_since_ms = clock.flushed_ms = clock.now_ms;
                 break;
         }
         const SlotState st = check_state(slot, clock, max_announced);

@@ -214,3 +214,74 @@ TEST(CacheRules, SlotIsPlainData) {
     EXPECT_TRUE(fresh(copy, kT0 + 2));
     EXPECT_EQ(copy.record.version, 7u);
 }
+
+// Two workers read from different servers while one of them leaves a
+// replica whose link broke: the read from the lagging one comes back older
+// than what the other already brought. The slot answers, not the read.
+TEST(CacheRules, OlderReadIsAnsweredByTheNewerSlot) {
+    CacheSlot s;
+    const Record r1 = rec(1), r2 = rec(2);
+    ASSERT_TRUE(slot_store(&s, &r2, kT0 + 10));
+    CacheClock c = at(kT0 + 20);
+    c.subscribed = false;  // the link broke: no heartbeat; versions still order
+    EXPECT_TRUE(slot_holds_newer(s, &r1, c, 0));
+    EXPECT_TRUE(slot_holds_newer(s, nullptr, c, 0));  // a replica that has no record yet
+    EXPECT_FALSE(slot_holds_newer(s, &r2, c, 0));     // the same version: the read is as good
+    const Record r3 = rec(3);
+    EXPECT_FALSE(slot_holds_newer(s, &r3, c, 0));
+}
+
+TEST(CacheRules, NewerSlotAnswersOnlyWithinItsTtl) {
+    CacheSlot s;
+    const Record r1 = rec(1), r2 = rec(2);
+    ASSERT_TRUE(slot_store(&s, &r2, kT0 + 10));
+    EXPECT_TRUE(slot_holds_newer(s, &r1, at(kT0 + 10 + kTtl - 1), 0));
+    EXPECT_FALSE(slot_holds_newer(s, &r1, at(kT0 + 10 + kTtl), 0));
+}
+
+// "*" may follow a deletion that starts versions again at 1: what was read
+// before it no longer outranks a read.
+TEST(CacheRules, NewerSlotAnswersOnlyIfReadAfterTheLastFlush) {
+    CacheSlot s;
+    const Record r1 = rec(1), r5 = rec(5);
+    ASSERT_TRUE(slot_store(&s, &r5, kT0 + 10));
+    CacheClock c = at(kT0 + 20);
+    c.flushed_ms = kT0 + 10;  // the same millisecond: it may have been read before
+    EXPECT_FALSE(slot_holds_newer(s, &r1, c, 0));
+    c.flushed_ms = kT0 + 9;
+    EXPECT_TRUE(slot_holds_newer(s, &r1, c, 0));
+}
+
+// A resubscription makes the slot stale (it is read again), but it still
+// outranks an older read: valid_since is about lost announcements, not
+// about which version is newer.
+TEST(CacheRules, NewerSlotOutranksAnOlderReadAfterAResubscription) {
+    CacheSlot s;
+    const Record r1 = rec(1), r2 = rec(2);
+    ASSERT_TRUE(slot_store(&s, &r2, kT0 + 10));
+    CacheClock c = at(kT0 + 30);
+    c.valid_since_ms = kT0 + 20;
+    EXPECT_EQ(slot_state(s, c), SlotState::stale);
+    EXPECT_TRUE(slot_holds_newer(s, &r1, c, 0));
+}
+
+TEST(CacheRules, EmptySlotNeverAnswersForARead) {
+    CacheSlot s;
+    slot_announce(&s, 4);
+    const Record r1 = rec(1);
+    EXPECT_FALSE(slot_holds_newer(s, &r1, at(kT0 + 1), 0));
+    EXPECT_FALSE(slot_holds_newer(s, nullptr, at(kT0 + 1), 0));
+}
+
+// A server that restarts empty (or a replica promoted before it had the
+// last writes) starts its versions lower, and closes every connection: a
+// slot read before the answering connection began does not outrank it.
+TEST(CacheRules, NewerSlotAnswersOnlyIfReadSinceTheConnectionBegan) {
+    CacheSlot s;
+    const Record r1 = rec(1);
+    ASSERT_TRUE(slot_store(&s, &r1, kT0 + 10));
+    const CacheClock c = at(kT0 + 30);
+    EXPECT_FALSE(slot_holds_newer(s, nullptr, c, kT0 + 20));  // reconnected since: Redis lost it
+    EXPECT_FALSE(slot_holds_newer(s, nullptr, c, kT0 + 10));  // the same millisecond
+    EXPECT_TRUE(slot_holds_newer(s, nullptr, c, kT0 + 9));    // the connection was there before
+}
