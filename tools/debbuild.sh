@@ -110,16 +110,17 @@ tar --sort=name --mtime="@$EPOCH" --owner=0 --group=0 --numeric-owner \
 BUILD_ENV=(DEB_BUILD_OPTIONS="parallel=$JOBS")
 DPKG_BUILD=(nice -n 10 dpkg-buildpackage -us -uc --build=full)
 
-# lintian on a .changes: as nobody when this runs as root and nobody can
-# read the files (lintian advises against root), else as this user.
 # lintian on a .changes: every tag is shown; an error or warning fails but
 # for the allowed tags ($1, a regex). As nobody when this runs as root and
-# nobody can read the files (lintian advises against root).
+# nobody can reach and read the files (lintian advises against root); the
+# check takes the absolute path, as lintian does: a checkout under a
+# private directory (mktemp -d is 0700) is readable from its own
+# directory, but not by that path.
 LINTIAN_SH='
     cmd=(lintian --fail-on none --display-info "$2")
     nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp TMPDIR=/tmp LC_ALL=C.UTF-8)
     echo "lintian $(lintian --version | sed "s/^Lintian v//")"
-    if [ "$(id -u)" = 0 ] && "${nobody[@]}" test -r "$2"; then cmd=("${nobody[@]}" "${cmd[@]}"); fi
+    if [ "$(id -u)" = 0 ] && "${nobody[@]}" test -r "$PWD/$2"; then cmd=("${nobody[@]}" "${cmd[@]}"); fi
     out=$("${cmd[@]}" 2>&1) || { printf "%s\n" "$out"; echo "lintian itself failed"; exit 1; }
     printf "%s\n" "$out"
     bad=$(printf "%s\n" "$out" | grep -E "^[EW]: " | grep -vE "^[EW]: [^:]+: ($1)( |\$)" || true)
