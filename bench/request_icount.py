@@ -9,9 +9,11 @@ request; (I(N2) - I(N1)) / (N2 - N1) cancels start-up and shutdown. Only
 user-space instructions count: the kernel's share (the network) is the
 same for every scenario anyway (same syscalls per request).
 
-  bench/request_icount.py [--scenarios B2,B3,B4,B5,B6,B7] [--n1 300 --n2 1300]
+  bench/request_icount.py [--scenarios B2,B3,B4,B5,B6,B7,B4R] [--n1 300 --n2 1300]
       (B7: a UID cookie of a new subject on every request, so every request
-      is a cache miss and a Redis lookup; each run mints its own subjects)
+      is a cache miss and a Redis lookup; each run mints its own subjects.
+      B4R: B4 with a Referer that has a query but no token, so B4R less B4
+      is what checking the Referer for the token costs)
       [--annotate]   print the functions that add most per request (the
                      N2 run less the N1 run, less B1's) and keep the four
                      callgrind files in build-release/macro/
@@ -31,6 +33,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import macro  # noqa: E402
 
+
+# B4R's Referer: a page of the site with tracking arguments, no token
+REFERER = "https://shop.example.com/offers/summer?page=2&utm_source=newsletter&utm_medium=email&lang=en"
 
 # callgrind's events with --cache-sim=yes, in its order
 CACHE_EVENTS = ["Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"]
@@ -153,7 +158,10 @@ def main():
                  "B3": ("on", False, False, ("", "")), "B4": ("on", False, True, (bench.uid, "")),
                  "B5": ("on", True, True, (bench.purl, bench.uid)), "B6": ("on", True, True, b6),
                  # a UID cookie of a new subject every request: a cache miss, a lookup
-                 "B7": ("on", False, True, None)}
+                 "B7": ("on", False, True, None),
+                 # B4 from a page with a query but no token (issue 17: the
+                 # Referer is checked for the token; B4R less B4 is its cost)
+                 "B4R": ("on", False, True, (bench.uid, ""))}
         print("%-4s %16s %16s %16s" % ("", "instr/request", "B1, same request", "added")
               + ("   L1i misses (B1, added)   L1d misses (B1, added)" if a.cache_sim else ""))
         for s in [x.strip().upper() for x in a.scenarios.split(",")]:
@@ -161,6 +169,8 @@ def main():
                 continue
             consent, purl, cookie, fields = specs[s]
             q, hs = macro.request_template(purl, cookie)
+            if s == "B4R":
+                hs = hs + [("Referer", REFERER)]
             every = fields is None
             if not every:
                 q, hs = macro.fill(q, *fields), [(k, macro.fill(v, *fields)) for k, v in hs]

@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_consent_scan_cookies(ngx_http_request_t *r,
 static ngx_int_t ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
     const consent::Removal &removal);
+static ngx_int_t ngx_http_consent_rewrite_referer(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf);
 static ngx_int_t ngx_http_consent_set_uri(ngx_http_request_t *r,
     ngx_str_t *args, ngx_uint_t request_line_only);
 static ngx_int_t ngx_http_consent_redirect(ngx_http_request_t *r,
@@ -495,6 +497,12 @@ ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    if (!clcf->dry_run
+        && ngx_http_consent_rewrite_referer(r, ctx, clcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_http_consent_flush_vars(r);
 
     return NGX_OK;
@@ -593,6 +601,109 @@ ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The page a subresource request comes from was often opened from a mail
+ * link: its Referer carries the token, whatever its host. nginx indexes
+ * the Referer headers (the first before 1.23, a chain since); a client
+ * that sends a second one on 1.22 sends its own token, not a page's.
+ */
+static ngx_int_t
+ngx_http_consent_rewrite_referer(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf)
+{
+    ngx_uint_t        removed;
+    ngx_table_elt_t  *h;
+
+    for (h = r->headers_in.referer; h; ) {
+
+        if (ngx_http_consent_drop_token(r, &h->value, consent::UrlText::url,
+                                        &clcf->token_arg, &h->value, &removed)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->stripped_args += removed;
+
+#if (nginx_version >= 1023000)
+        h = h->next;
+#else
+        h = NULL;
+#endif
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * `text` without the token argument in its query, through the same scan
+ * and emit as the request's own query; `out` may be `text`. *removed
+ * counts the arguments that went: none leaves *out as `text` was. A URL
+ * without a token, nearly every one, costs one vectorized pass
+ * (consent::url_may_name); the rest is here.
+ */
+static ngx_int_t __attribute__((noinline))
+ngx_http_consent_drop_token_found(ngx_http_request_t *r, ngx_str_t *text,
+    consent::UrlText kind, ngx_str_t *token_arg, ngx_str_t *out,
+    ngx_uint_t *removed)
+{
+    consent::Segments      table;
+    consent::QueryRewrite  qr;
+
+    std::string_view  in = ngx_http_consent_sv(text);
+    std::string_view  query = consent::url_query(in, kind);
+
+    if (!consent::scan_query(query, NULL, ngx_http_consent_sv(token_arg),
+                             &table, ngx_http_consent_arena(r)))
+    {
+        return NGX_ERROR;
+    }
+
+    /* the kept query, then the whole text; +1: header values end in NUL */
+    u_char *kept = (u_char *) ngx_pnalloc(r->pool, query.size() + in.size() + 1);
+    if (kept == NULL) {
+        return NGX_ERROR;
+    }
+
+    qr = consent::emit_query(query, table, consent::Removal{}, (char *) kept);
+
+    if (qr.removed == 0) {
+        return NGX_OK;
+    }
+
+    u_char *line = kept + query.size();
+
+    out->len = consent::splice_query(in, query,
+                                     std::string_view((char *) kept, qr.len),
+                                     (char *) line);
+    out->data = line;
+    line[out->len] = '\0';
+    *removed = qr.removed;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_consent_drop_token(ngx_http_request_t *r, ngx_str_t *text,
+    consent::UrlText kind, ngx_str_t *token_arg, ngx_str_t *out,
+    ngx_uint_t *removed)
+{
+    *removed = 0;
+    *out = *text;
+
+    if (!consent::url_may_name(ngx_http_consent_sv(text),
+                               ngx_http_consent_sv(token_arg)))
+    {
+        return NGX_OK;
+    }
+
+    return ngx_http_consent_drop_token_found(r, text, kind, token_arg, out,
+                                             removed);
 }
 
 

@@ -450,6 +450,7 @@ ngx_http_consent_index_rewritten_vars(ngx_cycle_t *cycle,
         if ((name->len == 11 && ngx_strncmp(name->data, "request_uri", 11) == 0)
             || (name->len == 7 && ngx_strncmp(name->data, "request", 7) == 0)
             || (name->len == 11 && ngx_strncmp(name->data, "http_cookie", 11) == 0)
+            || (name->len == 12 && ngx_strncmp(name->data, "http_referer", 12) == 0)
             || (name->len > 7 && ngx_strncmp(name->data, "cookie_", 7) == 0))
         {
             cmcf->rewritten_vars[cmcf->nrewritten_vars++] = i;

@@ -19,6 +19,7 @@
 #include "crypto/token.h"
 #include "crypto/token_memo.h"
 #include "policy/purposes.h"
+#include "policy/query_rewrite.h"
 #include "policy/segments.h"
 #include "policy/strip_rules.h"
 #include "policy/uid_cookie.h"
@@ -228,6 +229,9 @@ ngx_http_consent_ctx_t *ngx_http_consent_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_consent_list_stripped(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
+ngx_int_t ngx_http_consent_drop_token(ngx_http_request_t *r, ngx_str_t *text,
+    consent::UrlText kind, ngx_str_t *token_arg, ngx_str_t *out,
+    ngx_uint_t *removed);
 
 /* lookup.cpp */
 ngx_int_t ngx_http_consent_lookup(ngx_http_request_t *r,

@@ -3,6 +3,12 @@
  * have values from the preaccess phase on (proxy_set_header, add_header,
  * log_format); before that, or where consent is off, they are empty.
  * They are not cacheable, so a look before the decision is not kept.
+ *
+ * $consent_request and $consent_http_referer are the exception: made from
+ * the request line and the Referer as they are when read, in any phase and
+ * for any request, even one nginx answered before the module ran (a bad
+ * request line, a `return`, a location without `consent on`), so that a
+ * log_format built on them never writes a token.
  */
 
 #include "ngx_module/ngx_http_consent_module.h"
@@ -23,6 +29,10 @@ enum {
 static ngx_int_t ngx_http_consent_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_consent_purpose_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_consent_request_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_consent_referer_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -53,6 +63,12 @@ static ngx_http_variable_t  ngx_http_consent_vars[] = {
 
     { ngx_string("consent_stripped"), NULL, ngx_http_consent_variable,
       NGX_HTTP_CONSENT_VAR_STRIPPED, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_request"), NULL, ngx_http_consent_request_variable,
+      0, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_http_referer"), NULL,
+      ngx_http_consent_referer_variable, 0, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
 
     { ngx_string("consent_purpose_"), NULL,
       ngx_http_consent_purpose_variable, 0,
@@ -256,5 +272,109 @@ ngx_http_consent_purpose_variable(ngx_http_request_t *r,
     }
 
     v->not_found = 1;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_consent_request_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                     line;
+    ngx_uint_t                    removed;
+    ngx_http_consent_loc_conf_t  *clcf;
+
+    /* the configuration the request has now: the default server's, for a
+     * request that never got further */
+    clcf = (ngx_http_consent_loc_conf_t *)
+               ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
+
+    if (ngx_http_consent_drop_token(r, &r->request_line,
+                                    consent::UrlText::request_line,
+                                    &clcf->token_arg, &line, &removed)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_consent_set(v, line.data, line.len);
+
+    return NGX_OK;
+}
+
+
+/* Several Referer headers (nginx 1.23 on) are joined as $http_referer
+ * joins them. */
+static ngx_int_t
+ngx_http_consent_referer_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                       *p;
+    size_t                        len;
+    ngx_str_t                     one;
+    ngx_uint_t                    removed;
+    ngx_table_elt_t              *h;
+    ngx_http_consent_loc_conf_t  *clcf;
+
+    h = r->headers_in.referer;
+
+    if (h == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    clcf = (ngx_http_consent_loc_conf_t *)
+               ngx_http_get_module_loc_conf(r, ngx_http_consent_module);
+
+    if (ngx_http_consent_drop_token(r, &h->value, consent::UrlText::url,
+                                    &clcf->token_arg, &one, &removed)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+#if (nginx_version >= 1023000)
+    if (h->next) {
+        len = 0;
+
+        for (ngx_table_elt_t *t = h; t; t = t->next) {
+            len += t->value.len + 2;
+        }
+
+        p = (u_char *) ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->data = p;
+
+        for ( ;; ) {
+            p = ngx_cpymem(p, one.data, one.len);
+            h = h->next;
+
+            if (h == NULL) {
+                break;
+            }
+
+            *p++ = ','; *p++ = ' ';
+
+            if (ngx_http_consent_drop_token(r, &h->value, consent::UrlText::url,
+                                            &clcf->token_arg, &one, &removed)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        ngx_http_consent_set(v, v->data, p - v->data);
+        return NGX_OK;
+    }
+#else
+    (void) p;
+    (void) len;
+#endif
+
+    ngx_http_consent_set(v, one.data, one.len);
+
     return NGX_OK;
 }

@@ -6,6 +6,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace consent {
 namespace scan {
 
@@ -62,6 +66,40 @@ inline bool contains(const char* p, const char* end, char c) noexcept {
         if (*p++ == c) return true;
     }
     return false;
+}
+
+// The first q in [from, end) where *q is c1, c2 or c3 and q follows a
+// byte s1 or s2, or end. Where the CPU has SSE2 (every x86-64), sixteen
+// bytes at a time: a URL with no candidate, the common case, costs about
+// one instruction per byte, less than a memchr call per argument.
+// begin < from: the byte before `from` is read.
+inline const char* find_start(const char* from, const char* end, char s1, char s2, char c1, char c2,
+                              char c3) noexcept {
+    const char* q = from;
+#if defined(__SSE2__)
+    if (end - q >= 16) {
+        const __m128i w1 = _mm_set1_epi8(s1), w2 = _mm_set1_epi8(s2), v1 = _mm_set1_epi8(c1),
+                      v2 = _mm_set1_epi8(c2), v3 = _mm_set1_epi8(c3);
+        const char* const last = end - 16;
+        for (;;) {
+            const __m128i cur = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+            const __m128i prev = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q - 1));
+            const __m128i c = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(cur, v1), _mm_cmpeq_epi8(cur, v2)),
+                                           _mm_cmpeq_epi8(cur, v3));
+            const __m128i s = _mm_or_si128(_mm_cmpeq_epi8(prev, w1), _mm_cmpeq_epi8(prev, w2));
+            const unsigned m = static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(c, s)));
+            if (m) return q + __builtin_ctz(m);
+            if (q == last) return end;
+            // the last block may overlap the one before: it finds nothing
+            // there that this one did not
+            q = (last - q >= 16) ? q + 16 : last;
+        }
+    }
+#endif
+    for (; q < end; q++) {
+        if ((q[-1] == s1 || q[-1] == s2) && (*q == c1 || *q == c2 || *q == c3)) return q;
+    }
+    return end;
 }
 
 }  // namespace scan

@@ -49,6 +49,33 @@ QueryRewrite emit_query(std::string_view query, const Segments& table, const Rem
 void list_removed_args(std::string_view query, const Segments& table, const Removal& removal,
                        NameList* names) noexcept;
 
+// The token in URLs a request carries besides its own target: the Referer
+// header, and the request line as logs print it. The same scan and emit
+// remove it there; these find the query and put the rest back around it.
+enum class UrlText {
+    url,           // the query ends at '#'
+    request_line,  // "METHOD target PROTOCOL": the query ends at ' '
+};
+
+// The query of `text`: after its first '?', up to the end of the query
+// (see UrlText). Empty (with data() null) when `text` has no '?'.
+std::string_view url_query(std::string_view text, UrlText kind) noexcept;
+
+// Whether the query of `text` (a URL or a request line) may hold an
+// argument named `name`: some byte after a '?' or an '&' begins name's
+// first letter (either case) and then `name` and the end of a name, or is,
+// or begins a name holding, a '%' (it may decode to `name`). False means
+// scan_query of url_query(text) would find no such argument; true may
+// still find none ('&' in a path, '?' inside a query, a '#fragment'). It
+// looks at every byte once, sixteen or thirty-two at a time, so the URLs
+// that carry no token, nearly all, cost about one instruction per byte.
+bool url_may_name(std::string_view text, std::string_view name) noexcept;
+
+// `text`, of which `query` is a part, with `kept` in place of `query`;
+// without its '?' when `kept` is empty. `out` must hold text.size() bytes
+// (kept is never longer than query). Returns the length written.
+size_t splice_query(std::string_view text, std::string_view query, std::string_view kept, char* out) noexcept;
+
 // The three steps in one, for tests and tools (heap memory):
 //
 // find_query_arg: the raw value of the first argument named `name`.
@@ -57,5 +84,9 @@ bool find_query_arg(std::string_view query, std::string_view name, std::string_v
 // rewrite_query: the query without what `policy` removes, into `out` (which
 // must hold query.size() bytes); removed names go to `names` if not null.
 QueryRewrite rewrite_query(std::string_view query, const StripPolicy& policy, char* out, NameList* names);
+
+// drop_url_arg: `text` without the arguments named `name` in its query,
+// into `out` (which must hold text.size() bytes); .removed counts them.
+QueryRewrite drop_url_arg(std::string_view text, UrlText kind, std::string_view name, char* out);
 
 }  // namespace consent

@@ -415,7 +415,7 @@ class Nginx:
             + main_text
             + "events { worker_connections 512; }\n"
             + "http {\n"
-            + "    access_log off;\n"
+            + ("" if "access_log" in http_text else "    access_log off;\n")
             + "    client_body_temp_path %s/client_body;\n" % d
             + "    proxy_temp_path %s/proxy;\n" % d
             + "    fastcgi_temp_path %s/fastcgi;\n" % d

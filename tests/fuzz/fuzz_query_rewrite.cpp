@@ -12,7 +12,13 @@
 //     NameList never overruns;
 //   - find_query_arg agrees with the reference on the input, and finds no
 //     removed name in the output;
-//   - percent_decode decodes %XX only and fails exactly when `cap` is short.
+//   - percent_decode decodes %XX only and fails exactly when `cap` is short;
+//   - the same bytes as a Referer URL and as a request line: drop_url_arg
+//     removes exactly the token arguments of the query (after the first
+//     '?', up to '#' or ' '), keeps every other byte, drops the '?' when
+//     nothing of the query is kept, and is the input itself when there is
+//     no token argument; url_may_name is never false for a URL whose query
+//     holds one.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -170,6 +176,40 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (name.size() <= kMaxArgName && fp.removes(name))
             FUZZ_CHECK(!find_query_arg(got, name, &v3), "%s removed but still found in %s", show(name).c_str(),
                        show(got).c_str());
+    }
+
+    // The token in a Referer and in a request line.
+    if (!fp.always.empty()) {
+        for (const UrlText kind : {UrlText::url, UrlText::request_line}) {
+            const size_t qm = query.find('?');
+            std::string want_url(query);
+            size_t want_removed = 0;
+            if (qm != std::string_view::npos) {
+                const size_t end = query.find(kind == UrlText::url ? '#' : ' ', qm + 1);
+                const std::string_view q = query.substr(qm + 1, end == std::string_view::npos ? end : end - qm - 1);
+                std::string keep;
+                bool token_seen = false;
+                for (const Arg& a : args_of(q)) {
+                    if (fuzz::iequal(a.long_name ? a.raw : std::string_view(a.decoded), fp.always)) {
+                        want_removed++;
+                        token_seen = true;
+                        continue;
+                    }
+                    keep += (keep.empty() ? "" : "&") + std::string(a.seg);
+                }
+                if (token_seen) {
+                    FUZZ_CHECK(url_may_name(query, fp.always), "url_may_name missed %s in %s",
+                               show(fp.always).c_str(), show(query).c_str());
+                    want_url = std::string(query.substr(0, keep.empty() ? qm : qm + 1)) + keep +
+                               std::string(query.substr(qm + 1 + q.size()));
+                }
+            }
+            std::unique_ptr<char[]> u(new char[query.size()]);
+            const QueryRewrite d = drop_url_arg(query, kind, fp.always, u.get());
+            const std::string_view got_url(u.get(), d.len);
+            FUZZ_CHECK(d.removed == want_removed && got_url == want_url, "drop_url_arg(%s) = %s (%zu), want %s (%zu)",
+                       show(query).c_str(), show(got_url).c_str(), d.removed, show(want_url).c_str(), want_removed);
+        }
     }
 
     // percent_decode: exact-size output buffer.

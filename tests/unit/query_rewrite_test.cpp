@@ -397,3 +397,71 @@ TEST_F(QueryRewriteTest, RandomizedAgainstModel) {
         ASSERT_EQ(count, r.name_count);
     }
 }
+
+// ---- the token in a Referer and in the request line ---------------------------
+
+namespace {
+
+// drop_url_arg into exactly text.size() bytes and a guard.
+std::string drop(std::string_view text, UrlText kind, size_t* removed = nullptr, std::string_view name = "ctk") {
+    std::vector<char> out(text.size() + kGuardLen, kGuard);
+    const QueryRewrite r = drop_url_arg(text, kind, name, out.data());
+    for (size_t i = 0; i < kGuardLen; i++) EXPECT_EQ(out[text.size() + i], kGuard) << "wrote past the text";
+    if (removed) *removed = r.removed;
+    return std::string(out.data(), r.len);
+}
+
+}  // namespace
+
+TEST(UrlToken, RefererQueryLosesTheTokenOnly) {
+    size_t n = 0;
+    EXPECT_EQ(drop("https://shop.example/offers?page=2&ctk=T0K&utm_source=mail", UrlText::url, &n),
+              "https://shop.example/offers?page=2&utm_source=mail");
+    EXPECT_EQ(n, 1u);
+    EXPECT_EQ(drop("https://shop.example/offers?ctk=T0K", UrlText::url, &n), "https://shop.example/offers");
+    EXPECT_EQ(drop("https://a/x?ctk=1&k=%41&ctk=2#frag?ctk=3", UrlText::url, &n), "https://a/x?k=%41#frag?ctk=3");
+    EXPECT_EQ(n, 2u);
+    EXPECT_EQ(drop("https://a/x?ctk=1#f", UrlText::url), "https://a/x#f");
+    EXPECT_EQ(drop("https://a/x?%63tk=1&CTK=2&ctkx=3&xctk=4", UrlText::url, &n), "https://a/x?ctkx=3&xctk=4");
+    EXPECT_EQ(n, 2u);
+}
+
+TEST(UrlToken, NothingToRemoveLeavesTheTextExactly) {
+    for (std::string_view t : {"", "https://a/x", "https://a/x?", "https://a/x?&&a=1&&", "https://a/x#ctk=1",
+                               "https://a/x?a=%zz&b=ctk", "?", "??ctk", "https://a/ctk=1?x"}) {
+        size_t n = 9;
+        EXPECT_EQ(drop(t, UrlText::url, &n), std::string(t));
+        EXPECT_EQ(n, 0u) << t;
+    }
+}
+
+TEST(UrlToken, RequestLineQueryEndsBeforeTheProtocol) {
+    size_t n = 0;
+    EXPECT_EQ(drop("GET /offers?page=2&ctk=T0K HTTP/1.1", UrlText::request_line, &n), "GET /offers?page=2 HTTP/1.1");
+    EXPECT_EQ(n, 1u);
+    EXPECT_EQ(drop("GET /x%ZZ?ctk=T0K HTTP/1.1", UrlText::request_line), "GET /x%ZZ HTTP/1.1");
+    EXPECT_EQ(drop("GET /x?ctk=T0K", UrlText::request_line), "GET /x");  // HTTP/0.9
+    EXPECT_EQ(drop("GET /x?a#b&ctk=1 HTTP/1.1", UrlText::request_line), "GET /x?a#b HTTP/1.1");
+}
+
+TEST(UrlToken, MayNameNeverMissesAToken) {
+    EXPECT_FALSE(url_may_name("https://a/x?page=2&utm_source=x&ctkx=1", "ctk"));
+    EXPECT_FALSE(url_may_name("", "ctk"));
+    EXPECT_FALSE(url_may_name("ctk=1", "ctk"));  // no '?' before it: not a query
+    EXPECT_TRUE(url_may_name("/p?page=2&CtK=1", "ctk"));
+    EXPECT_TRUE(url_may_name("/p?ctk", "ctk"));
+    EXPECT_TRUE(url_may_name("/p?a=1&%63tk=1", "ctk"));  // may decode to it: scan it
+    EXPECT_TRUE(url_may_name("/p?a=1&c%74k=1", "ctk"));
+    EXPECT_FALSE(url_may_name("/p?a%20b=1&x%63tk=2", "ctk"));  // cannot decode to a name that begins with c
+    EXPECT_TRUE(url_may_name("/p?a=1&ctk#frag", "ctk"));     // where a URL's query ends
+    EXPECT_TRUE(url_may_name("GET /p?ctk HTTP/1.1", "ctk"));  // where a request line's query ends
+    EXPECT_FALSE(url_may_name("/p?campaign=1&ctkey=2&c=3", "ctk"));
+    // every position of a long URL, across the 16- and 32-byte blocks
+    for (size_t pad = 0; pad < 80; pad++) {
+        const std::string url = "https://shop.example/" + std::string(pad, 'a') + "?x=" + std::string(pad, 'b');
+        EXPECT_FALSE(url_may_name(url, "ctk")) << pad;
+        EXPECT_TRUE(url_may_name(url + "&ctk=1", "ctk")) << pad;
+        EXPECT_TRUE(url_may_name(url + "&CTK", "ctk")) << pad;
+        EXPECT_TRUE(url_may_name(url + "&%63tk=1&z=" + std::string(pad, 'z'), "ctk")) << pad;
+    }
+}
