@@ -595,6 +595,36 @@ class Nginx:
 # --------------------------------------------------------------------------
 # keys and tokens
 
+def run_ctl(*args, timeout=15, env=None):
+    """consentctl ARGS, text in and out; env: variables to set (None values:
+    to unset). The result's .took is the run time in seconds."""
+    full = None
+    if env is not None:
+        full = dict(os.environ)
+        for k, v in env.items():
+            if v is None:
+                full.pop(k, None)
+            else:
+                full[k] = v
+    t0 = time.monotonic()
+    r = subprocess.run([CONSENTCTL] + [str(a) for a in args], capture_output=True, text=True,
+                       timeout=timeout, env=full)
+    r.took = time.monotonic() - t0
+    return r
+
+
+def assert_ctl_exit(tc, r, rc, what=""):
+    """consentctl's convention: exit status rc; on success nothing on
+    stderr, on failure nothing on stdout and one line on stderr."""
+    tc.assertEqual(r.returncode, rc, "consentctl %s: stdout %r stderr %r" % (what, r.stdout, r.stderr))
+    if rc == 0:
+        tc.assertEqual(r.stderr, "")
+    else:
+        tc.assertEqual(r.stdout, "")
+        tc.assertEqual(r.stderr.count("\n"), 1, "one line on stderr: %r" % r.stderr)
+        tc.assertTrue(r.stderr.startswith("consentctl "), r.stderr)
+
+
 def run_consentctl(*args, check=True):
     p = subprocess.run([CONSENTCTL, *args], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=30)

@@ -96,18 +96,7 @@ def doc_script():
     return blocks[0]
 
 
-def run_ctl(*args, timeout=15, env=None):
-    """consentctl ARGS; env: variables to set (None values: to unset)."""
-    full = None
-    if env is not None:
-        full = dict(os.environ)
-        for k, v in env.items():
-            if v is None:
-                full.pop(k, None)
-            else:
-                full[k] = v
-    return subprocess.run([CONSENTCTL] + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout, env=full)
+run_ctl = harness.run_ctl
 
 
 class CtlHelpers:
@@ -120,13 +109,7 @@ class CtlHelpers:
         server = server or self.redis
         cmd, rest = args[0], args[1:]
         r = run_ctl(cmd, "--redis", server.address, *rest, env=env)
-        self.assertEqual(r.returncode, rc, "consentctl %s: stdout %r stderr %r" % (args, r.stdout, r.stderr))
-        if rc == 0:
-            self.assertEqual(r.stderr, "")
-        else:
-            self.assertEqual(r.stdout, "")
-            self.assertEqual(r.stderr.count("\n"), 1, "one line on stderr: %r" % r.stderr)
-            self.assertTrue(r.stderr.startswith("consentctl "), r.stderr)
+        harness.assert_ctl_exit(self, r, rc, args)
         return r
 
     def get(self, subject, *extra, server=None, env=None):
@@ -1025,7 +1008,7 @@ def main():
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--consentctl", default=CONSENTCTL)
     ns, rest = p.parse_known_args(sys.argv[1:])
-    CONSENTCTL = os.path.abspath(ns.consentctl)
+    CONSENTCTL = harness.CONSENTCTL = os.path.abspath(ns.consentctl)
     # Tests choose the password: one from the caller's environment would
     # authenticate where a test expects NOAUTH.
     os.environ.pop("REDISCLI_AUTH", None)

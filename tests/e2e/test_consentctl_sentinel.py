@@ -50,17 +50,7 @@ atexit.register(_stop_all)
 
 
 def run_ctl(*args, timeout=30, env=None):
-    full = dict(os.environ)
-    for k, v in (env or {}).items():
-        if v is None:
-            full.pop(k, None)
-        else:
-            full[k] = v
-    t0 = time.monotonic()
-    r = subprocess.run([CONSENTCTL] + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                       env=full)
-    r.took = time.monotonic() - t0
-    return r
+    return harness.run_ctl(*args, timeout=timeout, env=env)
 
 
 class SentinelHelpers:
@@ -78,13 +68,7 @@ class SentinelHelpers:
         return r
 
     def check(self, r, rc, what=""):
-        self.assertEqual(r.returncode, rc, "consentctl %s: stdout %r stderr %r" % (what, r.stdout, r.stderr))
-        if rc == 0:
-            self.assertEqual(r.stderr, "")
-        else:
-            self.assertEqual(r.stdout, "")
-            self.assertEqual(r.stderr.count("\n"), 1, "one line on stderr: %r" % r.stderr)
-            self.assertTrue(r.stderr.startswith("consentctl "), r.stderr)
+        harness.assert_ctl_exit(self, r, rc, what)
 
     def record(self, node, subject):
         return self.topo.call(node, "HGETALL", "consent:{%s}" % subject)
