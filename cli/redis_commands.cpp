@@ -67,7 +67,7 @@ std::string channel_of(const Args& a) {
 }
 
 bool purpose_name(std::string_view n) {
-    if (n.empty() || n.size() > 64 || n == "v" || n == "exp" || n == "erased") return false;
+    if (n.empty() || n.size() > 64 || n == "v" || n == "exp" || n == "erased" || n == "rev") return false;
     for (const char c : n)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
     return true;
@@ -168,7 +168,7 @@ int cmd_set(const Args& a) {
         if (eq == std::string::npos) throw UsageError("expected PURPOSE=1|0, got '" + arg + "'");
         const std::string name = arg.substr(0, eq), value = arg.substr(eq + 1);
         if (!purpose_name(name))
-            throw UsageError("invalid purpose name '" + name + "', expected [a-z0-9_]+ other than v, exp, erased");
+            throw UsageError("invalid purpose name '" + name + "', expected [a-z0-9_]+ other than v, exp, erased, rev");
         if (value != "1" && value != "0")
             throw UsageError("purpose " + name + " must be 1 (granted) or 0 (denied), got '" + value + "'");
         if (!seen.emplace(name, value).second) throw UsageError("purpose " + name + " given more than once");
@@ -181,7 +181,14 @@ int cmd_set(const Args& a) {
         fields.push_back("exp");
         fields.push_back(exp);
     }
-    if (fields.empty()) throw UsageError("nothing to set: give PURPOSE=1|0 or --exp");
+    if (a.has("--revision")) {
+        const std::string rev = a.get("--revision");
+        if (rev.empty() || rev.size() > 10 || !all_digits(rev) || std::stoull(rev) > 0xffffffffull)
+            throw UsageError("--revision '" + rev + "' must be an integer from 0 to 4294967295");
+        fields.push_back("rev");
+        fields.push_back(std::to_string(std::stoull(rev)));
+    }
+    if (fields.empty()) throw UsageError("nothing to set: give PURPOSE=1|0, --exp or --revision");
     const long long v = write_record(a, subject, "merge", fields);
     std::printf("v=%lld\n", v);
     flush_stdout("the record was written as v=" + std::to_string(v));
@@ -254,17 +261,19 @@ int cmd_watch(const Args& a) {
 const std::vector<Command>& redis_commands() {
     static const std::vector<Command> cmds = {
         {"set", "set purposes of a subject's consent record in Redis",
-         "usage: consentctl set [--redis ADDRESS | --redis sentinel:NAME --sentinels LIST] [--tls ...] [--user NAME] SUBJECT PURPOSE=1|0 ... [--exp UNIX]\n"
+         "usage: consentctl set [--redis ADDRESS | --redis sentinel:NAME --sentinels LIST] [--tls ...] [--user NAME] SUBJECT PURPOSE=1|0 ... [--exp UNIX] [--revision N]\n"
          "\n"
          "Sets the given purposes of SUBJECT's record (1 granted, 0 denied) and keeps\n"
          "the others, increments its version v and announces '<SUBJECT> <v>' on the\n"
          "channel, in one atomic step (the script in docs/redis-schema.md).\n"
          "Prints the new version as v=N. Through Sentinel, a replica must also acknowledge\n"
          "the write within 2s (WAIT), else it exits 1 saying the primary has it.\n"
-         "  --exp UNIX        the record is dead from these unix seconds on\n" CONSENT_REDIS_OPTIONS_HELP
+         "  --exp UNIX        the record is dead from these unix seconds on\n"
+         "  --revision N      the policy revision the purposes are given under (the field rev);\n"
+         "                    over a record of an older revision, its purpose fields are dropped first\n" CONSENT_REDIS_OPTIONS_HELP
              CONSENT_KEY_OPTIONS_HELP CONSENT_CHANNEL_OPTIONS_HELP,
          cmd_set,
-         redis_value_options({"--prefix", "--channel", "--exp"}),
+         redis_value_options({"--prefix", "--channel", "--exp", "--revision"}),
          redis_flags()},
         {"get", "print a subject's consent record as JSON",
          "usage: consentctl get [--redis ADDRESS | --redis sentinel:NAME --sentinels LIST] [--tls ...] [--user NAME] SUBJECT\n"

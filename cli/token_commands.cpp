@@ -7,6 +7,8 @@
 
 #include "cli/command.h"
 #include "cli/duration.h"
+#include "crypto/base64url.h"
+#include "crypto/choice_token.h"
 #include "crypto/keyfile.h"
 #include "crypto/keyring.h"
 #include "crypto/token.h"
@@ -75,6 +77,46 @@ int cmd_pseudonym_keygen(const Args& a) {
     return 0;
 }
 
+// --revision N: 0 to 4294967295, the range of consent_policy_revision.
+uint32_t parse_revision(const std::string& s) {
+    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoull(s) > 0xffffffffull)
+        throw UsageError("--revision '" + s + "' must be an integer from 0 to 4294967295");
+    return static_cast<uint32_t>(std::stoull(s));
+}
+
+// A CHOICE token: --choices NAME=1|0,... and --revision N instead of a subject.
+int mint_choice(const Args& a, const std::string& file, uint16_t id, uint64_t ttl) {
+    if (a.has("--subject") || a.has("--campaign"))
+        throw UsageError("--kind choice takes --choices and --revision, not --subject or --campaign");
+    ChoiceClaims claims;
+    claims.revision = parse_revision(a.get("--revision", "0"));
+    const std::string list = a.get("--choices");
+    size_t start = 0;
+    while (start < list.size()) {
+        size_t end = list.find(',', start);
+        if (end == std::string::npos) end = list.size();
+        const std::string item = list.substr(start, end - start);
+        const auto eq = item.find('=');
+        const std::string name = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+        if (value != "1" && value != "0")
+            throw UsageError("--choices takes NAME=1|0,..., got '" + item + "'");
+        if (!claims.add(name, value == "1"))
+            throw UsageError("--choices: '" + name + "' is not a purpose name ([a-z0-9_], 1..64), or comes twice");
+        start = end + 1;
+    }
+    init_crypto();
+    const auto key = load_key(file, id);
+    claims.issued_at = static_cast<uint64_t>(std::time(nullptr));
+    claims.expires_at = claims.issued_at + ttl;
+    char out[kMaxChoiceTextOut];
+    const size_t n = seal_choice_token(*key, claims, nullptr, out, sizeof out);
+    if (n == 0) throw UsageError("the choices do not fit a token (at most 32 purposes, " +
+                                 std::to_string(kMaxSealedPlaintext) + " bytes of plaintext)");
+    std::printf("%.*s\n", static_cast<int>(n), out);
+    return 0;
+}
+
 int cmd_mint(const Args& a) {
     no_positional(a);
     const std::string file = a.need("--key");
@@ -85,8 +127,18 @@ int cmd_mint(const Args& a) {
         kind = TokenKind::purl;
     else if (kind_name == "uid")
         kind = TokenKind::uid;
+    else if (kind_name == "choice")
+        kind = TokenKind::choice;
     else
-        throw UsageError("--kind must be purl or uid");
+        throw UsageError("--kind must be purl, uid or choice");
+    if (kind != TokenKind::choice && (a.has("--choices") || a.has("--revision")))
+        throw UsageError("--choices and --revision are for --kind choice");
+    if (kind == TokenKind::choice) {
+        const auto ttl = parse_duration(a.get("--ttl", "180d"));
+        if (!ttl || *ttl == 0)
+            throw UsageError("--ttl '" + a.get("--ttl") + "' is not a duration such as 30s, 12h, 30d");
+        return mint_choice(a, file, id, *ttl);
+    }
     const std::string subject = a.need("--subject");
     const std::string campaign = a.get("--campaign");
     const auto ttl = parse_duration(a.get("--ttl", "30d"));
@@ -107,6 +159,44 @@ int cmd_mint(const Args& a) {
     return 0;
 }
 
+// The kind byte, read without a key: which plaintext to expect.
+bool is_choice_token(const std::string& text) {
+    uint8_t head[6];
+    const std::string first = text.substr(0, 8);
+    return base64url_decode(first, head, sizeof head) >= 2 && head[1] == static_cast<uint8_t>(TokenKind::choice);
+}
+
+std::string header_json(const TokenHeader& hdr) {
+    std::string json;
+    if (hdr.version) {
+        json += ",\"version\":" + std::to_string(hdr.version);
+        json += ",\"kind\":" + json_string(token_kind_name(hdr.kind));
+        json += ",\"suite\":" + json_string(suite_name(hdr.suite));
+        json += ",\"kid\":" + std::to_string(hdr.key_id);
+    }
+    return json;
+}
+
+int inspect_choice(const std::string& text, const KeyRing& ring, uint64_t now) {
+    TokenHeader hdr;
+    ChoiceClaims claims;
+    const TokenStatus st = open_choice_token(text, ring, now, &hdr, &claims);
+    std::string json = "{\"status\":" + json_string(token_status_name(st)) + header_json(hdr);
+    if (st == TokenStatus::valid || st == TokenStatus::expired) {
+        json += ",\"issued_at\":" + std::to_string(claims.issued_at);
+        json += ",\"expires_at\":" + std::to_string(claims.expires_at);
+        json += ",\"revision\":" + std::to_string(claims.revision);
+        json += ",\"choices\":{";
+        for (size_t i = 0; i < claims.count; i++) {
+            if (i) json += ",";
+            json += json_string(claims.name(i)) + ":" + (claims.granted[i] ? "true" : "false");
+        }
+        json += "}";
+    }
+    std::printf("%s}\n", json.c_str());
+    return st == TokenStatus::valid ? 0 : 1;
+}
+
 int cmd_inspect(const Args& a) {
     if (a.positional.size() != 1) throw UsageError("expected exactly one TOKEN");
     if (!a.has("--key")) throw UsageError("--key ID=FILE is required");
@@ -122,17 +212,12 @@ int cmd_inspect(const Args& a) {
     }
 
     TokenHeader hdr;
-    TokenClaims claims;
     const auto now = static_cast<uint64_t>(std::time(nullptr));
+    if (is_choice_token(a.positional[0])) return inspect_choice(a.positional[0], ring, now);
+    TokenClaims claims;
     const TokenStatus st = open_token(a.positional[0], ExpectKind::any, ring, now, &hdr, &claims);
 
-    std::string json = "{\"status\":" + json_string(token_status_name(st));
-    if (hdr.version) {
-        json += ",\"version\":" + std::to_string(hdr.version);
-        json += ",\"kind\":" + json_string(token_kind_name(hdr.kind));
-        json += ",\"suite\":" + json_string(suite_name(hdr.suite));
-        json += ",\"kid\":" + std::to_string(hdr.key_id);
-    }
+    std::string json = "{\"status\":" + json_string(token_status_name(st)) + header_json(hdr);
     if (st == TokenStatus::valid || st == TokenStatus::expired) {
         json += ",\"issued_at\":" + std::to_string(claims.issued_at);
         json += ",\"expires_at\":" + std::to_string(claims.expires_at);
@@ -166,14 +251,19 @@ const std::vector<Command>& token_commands() {
         {"mint", "print a new token for a subject",
          "usage: consentctl mint --key FILE --kid ID [--kind purl|uid] --subject S\n"
          "                       [--campaign C] [--ttl DURATION]\n"
+         "       consentctl mint --key FILE --kid ID --kind choice [--choices NAME=1|0,...]\n"
+         "                       [--revision N] [--ttl DURATION]\n"
          "\n"
          "Prints a token sealed with the key in FILE under key id ID.\n"
-         "  --kind      purl: personalized-URL argument (default); uid: visitor-ID cookie\n"
+         "  --kind      purl: personalized-URL argument (default); uid: visitor-ID cookie;\n"
+         "              choice: an anonymous visitor's choice cookie\n"
          "  --subject   customer id, 1..64 printable ASCII characters\n"
          "  --campaign  campaign name, 0..64 printable ASCII characters (default empty)\n"
-         "  --ttl       lifetime such as 12h, 30d, 1y (default 30d)\n",
+         "  --choices   (choice) answers by purpose name, such as analysis=1,marketing=0\n"
+         "  --revision  (choice) the policy revision they answer, 0..4294967295 (default 0)\n"
+         "  --ttl       lifetime such as 12h, 30d, 1y (default 30d; choice: 180d)\n",
          cmd_mint,
-         {"--key", "--kid", "--kind", "--subject", "--campaign", "--ttl"},
+         {"--key", "--kid", "--kind", "--subject", "--campaign", "--ttl", "--choices", "--revision"},
          {}},
         {"inspect", "open a token and print its fields as JSON",
          "usage: consentctl inspect --key ID=FILE [--key ID=FILE ...] TOKEN\n"

@@ -1,7 +1,6 @@
 // Token format v1: personalized-URL tokens (PURL) and visitor-ID cookies (UID).
 //
-//   base64url-nopad( version=1 | kind | suite | key id (u16 BE) | nonce | AEAD(ct) | tag )
-//   AEAD associated data = the 5 header bytes.
+//   the envelope of crypto/sealed.h, kind 1 or 2, and
 //   plaintext = issued_at u64 BE | expires_at u64 BE | subject_len u8 (1..64) | subject
 //               | campaign_len u8 (0..64) | campaign          (nothing may follow)
 //
@@ -15,31 +14,15 @@
 
 #include "crypto/key.h"
 #include "crypto/keyring.h"
+#include "crypto/sealed.h"
 
 namespace consent {
 
-enum class TokenKind : uint8_t { purl = 1, uid = 2 };
-enum class TokenStatus : uint8_t { none, valid, invalid, expired, unknown_key };
-
-const char* token_status_name(TokenStatus s);
-const char* token_kind_name(TokenKind k);
-
-constexpr uint8_t kTokenVersion = 1;
-constexpr size_t kHeaderBytes = 5;
-constexpr size_t kMaxTokenText = 512;  // contract: longer text is invalid without further work
 constexpr size_t kMaxSubject = 64;
 constexpr size_t kMaxCampaign = 64;
-constexpr uint64_t kMaxClockSkew = 300;  // issued_at may be this far ahead of our clock
 constexpr size_t kMinPlaintext = 8 + 8 + 1 + 1 + 1;
 constexpr size_t kMaxPlaintext = 8 + 8 + 1 + kMaxSubject + 1 + kMaxCampaign;
 constexpr size_t kMaxTokenBytes = kHeaderBytes + kMaxNonceBytes + kMaxPlaintext + kTagBytes;
-
-struct TokenHeader {
-    uint8_t version = 0;
-    TokenKind kind = TokenKind::purl;
-    Suite suite = Suite::xchacha20poly1305;
-    uint16_t key_id = 0;
-};
 
 struct TokenClaims {
     uint64_t issued_at = 0;
@@ -56,8 +39,9 @@ struct TokenClaims {
 };
 
 // What to accept: a PURL argument must hold a PURL token, a UID cookie a UID
-// token. `any` is for inspection tools only.
-enum class ExpectKind : uint8_t { purl = 1, uid = 2, any = 0 };
+// token, a choice cookie a CHOICE token (choice_token.h). `any` (PURL or
+// UID) is for inspection tools only.
+enum class ExpectKind : uint8_t { purl = 1, uid = 2, choice = 3, any = 0 };
 
 // Opens `text`. `hdr` is filled as soon as the header decodes (so tools can
 // report the key id of an unknown_key token); `claims` only when the result

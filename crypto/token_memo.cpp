@@ -14,7 +14,8 @@ struct TokenMemo::Entry {
     bool has_pseudonym;
     uint16_t text_len;
     char text[kMaxText];
-    TokenClaims claims;
+    TokenClaims claims;  // CHOICE: the times only
+    Choices choices;     // CHOICE: the answers, resolved
     char pseudonym[kPseudonymHex];
 };
 
@@ -58,17 +59,24 @@ size_t TokenMemo::index(std::string_view text) const noexcept {
     return static_cast<size_t>(h) & mask_;
 }
 
-bool TokenMemo::find(ExpectKind kind, std::string_view text, uint64_t now, TokenClaims* claims, char* pseudonym,
-                     bool* has_pseudonym, Ref* ref) noexcept {
-    if (text.size() > kMaxText || kind == ExpectKind::any) return false;
-    const size_t i = index(text);
-    const Entry& e = entries_[i];
+TokenMemo::Entry* TokenMemo::lookup(ExpectKind kind, std::string_view text, uint64_t now) noexcept {
+    if (text.size() > kMaxText || kind == ExpectKind::any) return nullptr;
+    Entry& e = entries_[index(text)];
     if (e.stamp == 0 || e.kind != static_cast<uint8_t>(kind) || e.text_len != text.size() ||
         std::memcmp(e.text, text.data(), text.size()) != 0)
-        return false;
+        return nullptr;
     // Both time rules of open_token() again: expiry, and issued_at, should
     // the clock have been stepped back since.
-    if (e.claims.expires_at <= now || e.claims.issued_at > now + kMaxClockSkew) return false;
+    if (e.claims.expires_at <= now || e.claims.issued_at > now + kMaxClockSkew) return nullptr;
+    return &e;
+}
+
+bool TokenMemo::find(ExpectKind kind, std::string_view text, uint64_t now, TokenClaims* claims, char* pseudonym,
+                     bool* has_pseudonym, Ref* ref) noexcept {
+    const Entry* found = lookup(kind, text, now);
+    if (!found) return false;
+    const Entry& e = *found;
+    const size_t i = static_cast<size_t>(found - entries_);
     *claims = e.claims;
     *has_pseudonym = e.has_pseudonym;
     if (e.has_pseudonym) std::memcpy(pseudonym, e.pseudonym, kPseudonymHex);
@@ -84,6 +92,25 @@ TokenStatus TokenMemo::open(std::string_view text, ExpectKind kind, const KeyRin
     TokenHeader hdr;
     const TokenStatus status = open_token(text, kind, ring, now, &hdr, claims);
     if (status == TokenStatus::valid) *ref = remember(kind, text, *claims);
+    return status;
+}
+
+TokenStatus TokenMemo::open_choice(std::string_view text, const KeyRing& ring, uint64_t now,
+                                   const std::string_view* names, size_t count, Choices* out) noexcept {
+    if (const Entry* e = lookup(ExpectKind::choice, text, now)) {
+        *out = e->choices;
+        return TokenStatus::valid;
+    }
+    TokenHeader hdr;
+    ChoiceClaims claims;
+    const TokenStatus status = open_choice_token(text, ring, now, &hdr, &claims);
+    if (status != TokenStatus::valid) return status;
+    *out = resolve_choices(claims, names, count);
+    TokenClaims times;
+    times.issued_at = claims.issued_at;
+    times.expires_at = claims.expires_at;
+    const Ref ref = remember(ExpectKind::choice, text, times);
+    if (ref.stamp) entries_[ref.slot].choices = *out;
     return status;
 }
 

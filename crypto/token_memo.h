@@ -9,7 +9,10 @@
 // tokens can neither enter nor evict anything; a hit requires the exact
 // bytes and kind, and re-checks the time rules against the caller's clock,
 // so a hit answers exactly what open_token() would. The memo belongs to one
-// key ring: a reload, which may change keys, builds a new one.
+// key ring and one list of purposes: a reload, which may change either,
+// builds a new one. CHOICE tokens are remembered already resolved against
+// those purposes (open_choice), so a returning visitor's choice cookie
+// costs what a UID cookie does.
 //
 // Direct-mapped, fixed size, allocated once: nothing per request. Not
 // thread-safe (one per nginx worker process, each writing its own
@@ -20,6 +23,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "crypto/choice_token.h"
 #include "crypto/pseudonym.h"
 #include "crypto/token.h"
 
@@ -56,6 +60,11 @@ public:
     TokenStatus open(std::string_view text, ExpectKind kind, const KeyRing& ring, uint64_t now,
                      TokenClaims* claims, Ref* ref, char* pseudonym, bool* has_pseudonym) noexcept;
 
+    // open_choice_token() and resolve_choices() through the memo: only a
+    // valid token fills *out. `names` must be the same list on every call.
+    TokenStatus open_choice(std::string_view text, const KeyRing& ring, uint64_t now, const std::string_view* names,
+                            size_t count, Choices* out) noexcept;
+
     // Remembers a token that open_token() found valid.
     Ref remember(ExpectKind kind, std::string_view text, const TokenClaims& claims) noexcept;
 
@@ -73,6 +82,7 @@ public:
 private:
     struct Entry;
     size_t index(std::string_view text) const noexcept;
+    Entry* lookup(ExpectKind kind, std::string_view text, uint64_t now) noexcept;
 
     Entry* entries_;
     size_t mask_;

@@ -22,8 +22,6 @@ static char *ngx_http_consent_pseudonym_key(ngx_conf_t *cf,
 static char *ngx_http_consent_purpose(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-static char *ngx_http_consent_uid_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_consent_strip(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_consent_on_failure(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -173,6 +171,27 @@ ngx_command_t  ngx_http_consent_commands[] = {
       0,
       NULL },
 
+    { ngx_string("consent_choice_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_consent_choice_cookie,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_choice"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_consent_choice,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("consent_policy_revision"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_consent_policy_revision,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("consent_strip_args"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
       ngx_http_consent_strip,
@@ -225,7 +244,7 @@ ngx_http_consent_main_conf(ngx_conf_t *cf)
 
 
 /* The declared purpose named `name`, or -1. */
-static ngx_int_t
+ngx_int_t
 ngx_http_consent_purpose_index(ngx_http_consent_main_conf_t *cmcf,
     ngx_str_t *name)
 {
@@ -410,7 +429,8 @@ ngx_http_consent_purpose(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     /* the record's own fields cannot double as purposes */
     if (ngx_strcmp(value[1].data, "v") == 0
         || ngx_strcmp(value[1].data, "exp") == 0
-        || ngx_strcmp(value[1].data, "erased") == 0)
+        || ngx_strcmp(value[1].data, "erased") == 0
+        || ngx_strcmp(value[1].data, "rev") == 0)
     {
         ngx_http_consent_conf_error(cf, "\"consent_purpose\": \"%V\" is a "
                                     "field of the consent record, not a "
@@ -495,165 +515,6 @@ ngx_http_consent(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         cmcf->enabled_file = cf->conf_file->file.name;
         cmcf->enabled_line = cf->conf_file->line;
     }
-
-    return NGX_CONF_OK;
-}
-
-
-/* RFC 6265 cookie-name: an RFC 7230 token */
-static ngx_uint_t
-ngx_http_consent_is_token(ngx_str_t *s)
-{
-    ngx_uint_t  i;
-
-    if (s->len == 0) {
-        return 0;
-    }
-
-    for (i = 0; i < s->len; i++) {
-        u_char c = s->data[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9')
-              || ngx_strchr("!#$%&'*+-.^_`|~", c) != NULL))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-/* an attribute value: visible ASCII other than ';' */
-static ngx_uint_t
-ngx_http_consent_is_attr_value(ngx_str_t *s)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < s->len; i++) {
-        if (s->data[i] <= 0x20 || s->data[i] >= 0x7f || s->data[i] == ';') {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-/*
- * consent_uid_cookie NAME [purpose=P] [domain=D] [path=/] [max_age=TIME]
- *                    [samesite=lax|strict|none] [secure=on|off];
- */
-static char *
-ngx_http_consent_uid_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_consent_loc_conf_t *clcf = (ngx_http_consent_loc_conf_t *) conf;
-
-    time_t                         max_age;
-    ngx_str_t                     *value, v;
-    ngx_uint_t                     i;
-    ngx_http_consent_main_conf_t  *cmcf;
-
-    if (clcf->uid_set) {
-        return (char *) "is duplicate";
-    }
-
-    value = (ngx_str_t *) cf->args->elts;
-    cmcf = ngx_http_consent_main_conf(cf);
-
-    if (!ngx_http_consent_is_token(&value[1])) {
-        ngx_http_consent_conf_error(cf, "\"consent_uid_cookie\": invalid "
-                                    "cookie name \"%V\"", &value[1]);
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    clcf->uid = consent::UidCookieAttrs();
-    clcf->uid.name = std::string_view((char *) value[1].data, value[1].len);
-    clcf->uid.path = "/";
-    clcf->uid_purpose = -1;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "purpose=", 8) == 0) {
-            v.data = value[i].data + 8;
-            v.len = value[i].len - 8;
-
-            clcf->uid_purpose = ngx_http_consent_purpose_index(cmcf, &v);
-            if (clcf->uid_purpose < 0) {
-                ngx_http_consent_conf_error(cf, "\"consent_uid_cookie\": "
-                                            "purpose \"%V\" is not declared "
-                                            "by a \"consent_purpose\" before "
-                                            "it", &v);
-                return (char *) NGX_CONF_ERROR;
-            }
-
-        } else if (ngx_strncmp(value[i].data, "domain=", 7) == 0
-                   || ngx_strncmp(value[i].data, "path=", 5) == 0)
-        {
-            size_t skip = value[i].data[0] == 'd' ? 7 : 5;
-
-            v.data = value[i].data + skip;
-            v.len = value[i].len - skip;
-
-            if (v.len == 0 || !ngx_http_consent_is_attr_value(&v)) {
-                ngx_http_consent_conf_error(cf, "\"consent_uid_cookie\": "
-                                            "invalid value in \"%V\"",
-                                            &value[i]);
-                return (char *) NGX_CONF_ERROR;
-            }
-
-            if (skip == 7) {
-                clcf->uid.domain = std::string_view((char *) v.data, v.len);
-            } else {
-                clcf->uid.path = std::string_view((char *) v.data, v.len);
-            }
-
-        } else if (ngx_strncmp(value[i].data, "max_age=", 8) == 0) {
-            v.data = value[i].data + 8;
-            v.len = value[i].len - 8;
-
-            max_age = ngx_parse_time(&v, 1);
-            if (max_age == (time_t) NGX_ERROR || max_age <= 0) {
-                ngx_http_consent_conf_error(cf, "\"consent_uid_cookie\": "
-                                            "invalid duration in \"%V\", "
-                                            "expected e.g. 30d", &value[i]);
-                return (char *) NGX_CONF_ERROR;
-            }
-
-            clcf->uid.max_age = (uint64_t) max_age;
-
-        } else if (ngx_strcmp(value[i].data, "samesite=lax") == 0) {
-            clcf->uid.samesite = consent::SameSite::lax;
-
-        } else if (ngx_strcmp(value[i].data, "samesite=strict") == 0) {
-            clcf->uid.samesite = consent::SameSite::strict;
-
-        } else if (ngx_strcmp(value[i].data, "samesite=none") == 0) {
-            clcf->uid.samesite = consent::SameSite::none;
-
-        } else if (ngx_strcmp(value[i].data, "secure=on") == 0) {
-            clcf->uid.secure = true;
-
-        } else if (ngx_strcmp(value[i].data, "secure=off") == 0) {
-            clcf->uid.secure = false;
-
-        } else {
-            ngx_http_consent_conf_error(cf, "\"consent_uid_cookie\": invalid "
-                                        "parameter \"%V\"", &value[i]);
-            return (char *) NGX_CONF_ERROR;
-        }
-    }
-
-    if (clcf->uid.samesite == consent::SameSite::none && !clcf->uid.secure) {
-        ngx_http_consent_conf_error(cf, "\"consent_uid_cookie\": "
-                                    "\"samesite=none\" requires "
-                                    "\"secure=on\"; browsers drop it "
-                                    "otherwise");
-        return (char *) NGX_CONF_ERROR;
-    }
-
-    clcf->uid_set = 1;
 
     return NGX_CONF_OK;
 }

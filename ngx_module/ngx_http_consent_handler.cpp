@@ -13,6 +13,7 @@
 #include <cstring>
 #include <exception>
 
+#include "crypto/choice_token.h"
 #include "ngx_module/ngx_http_consent_headers.h"
 #include "policy/cookie_rewrite.h"
 #include "policy/query_rewrite.h"
@@ -26,12 +27,11 @@ static consent::TokenStatus ngx_http_consent_open(
     ngx_http_consent_main_conf_t *cmcf, std::string_view text,
     consent::ExpectKind kind, uint64_t now, consent::TokenClaims *claims,
     consent::TokenMemo::Ref *ref, u_char *pseudonym);
-static void ngx_http_consent_decide(ngx_http_request_t *r,
-    ngx_http_consent_ctx_t *ctx, ngx_http_consent_main_conf_t *cmcf,
-    ngx_http_consent_loc_conf_t *clcf);
 static ngx_int_t ngx_http_consent_rewrite(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
     ngx_str_t *new_args);
+static void ngx_http_consent_open_choices(ngx_http_consent_ctx_t *ctx,
+    ngx_http_consent_main_conf_t *cmcf, uint64_t now);
 static ngx_int_t ngx_http_consent_scan_cookies(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf);
 static ngx_int_t ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
@@ -169,7 +169,7 @@ ngx_http_consent_handle(ngx_http_request_t *r)
     cmcf = (ngx_http_consent_main_conf_t *)
                ngx_http_get_module_main_conf(r, ngx_http_consent_module);
 
-    ngx_http_consent_decide(r, ctx, cmcf, clcf);
+    ngx_http_consent_decide(r, ctx);
 
     if (ngx_http_consent_rewrite(r, ctx, clcf, &args) != NGX_OK) {
         ctx->state = NGX_HTTP_CONSENT_FAILED;
@@ -290,6 +290,8 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    ngx_http_consent_open_choices(ctx, cmcf, now);
+
     for (i = 0; i < ctx->ncookies; i++) {
         if (consent::uid_value(ngx_http_consent_sv(&ctx->cookies[i].value),
                                ctx->cookies[i].pairs, &value))
@@ -321,6 +323,50 @@ ngx_http_consent_extract(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
 }
 
 
+/*
+ * An anonymous visitor's answers: the first choice cookie, opened through
+ * the memo (a returning visitor's costs what a UID cookie does). One that
+ * does not open valid is ignored, like a tampered UID cookie; it is
+ * removed before the request goes upstream all the same.
+ */
+static void
+ngx_http_consent_open_choices(ngx_http_consent_ctx_t *ctx,
+    ngx_http_consent_main_conf_t *cmcf, uint64_t now)
+{
+    ngx_uint_t                   i;
+    std::string_view             value;
+    consent::TokenStatus         status;
+    consent::TokenHeader         hdr;
+    consent::ChoiceClaims        claims;
+
+    for (i = 0; i < ctx->ncookies; i++) {
+        if (!consent::choice_value(ngx_http_consent_sv(&ctx->cookies[i].value),
+                                   ctx->cookies[i].pairs, &value))
+        {
+            continue;
+        }
+
+        if (cmcf->token_memo) {
+            status = cmcf->token_memo->open_choice(value, *cmcf->keys, now,
+                                                   cmcf->purpose_names,
+                                                   cmcf->purposes.nelts,
+                                                   &ctx->choices);
+        } else {
+            status = consent::open_choice_token(value, *cmcf->keys, now, &hdr,
+                                                &claims);
+            if (status == consent::TokenStatus::valid) {
+                ctx->choices = consent::resolve_choices(claims,
+                                                        cmcf->purpose_names,
+                                                        cmcf->purposes.nelts);
+            }
+        }
+
+        ctx->has_choices = (status == consent::TokenStatus::valid);
+        return;
+    }
+}
+
+
 /* Splits every Cookie header, when there is a UID cookie or a rule to find. */
 static ngx_int_t
 ngx_http_consent_scan_cookies(ngx_http_request_t *r,
@@ -331,7 +377,9 @@ ngx_http_consent_scan_cookies(ngx_http_request_t *r,
     ngx_http_consent_cookies_t       it;
     ngx_http_consent_cookie_scan_t  *scan;
 
-    if (clcf->uid.name.empty() && clcf->strip_cookies == NULL) {
+    if (clcf->uid.name.empty() && clcf->choice.name.empty()
+        && clcf->strip_cookies == NULL)
+    {
         return NGX_OK;
     }
 
@@ -365,7 +413,7 @@ ngx_http_consent_scan_cookies(ngx_http_request_t *r,
 
         if (!consent::scan_cookie_header(ngx_http_consent_sv(&scan->value),
                                          clcf->strip_cookies, clcf->uid.name,
-                                         &scan->pairs,
+                                         clcf->choice.name, &scan->pairs,
                                          ngx_http_consent_arena(r)))
         {
             return NGX_ERROR;
@@ -414,12 +462,21 @@ ngx_http_consent_sec_gpc(ngx_http_request_t *r)
 }
 
 
-static void
-ngx_http_consent_decide(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
-    ngx_http_consent_main_conf_t *cmcf, ngx_http_consent_loc_conf_t *clcf)
+/*
+ * The decision, from what the extract and lookup steps found. The choice
+ * endpoint runs it again once a POST has changed what it stands on.
+ */
+void
+ngx_http_consent_decide(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
-    consent::UidFacts       facts;
-    consent::DecisionInput  in;
+    consent::UidFacts              facts;
+    consent::DecisionInput         in;
+    ngx_http_consent_loc_conf_t   *clcf;
+    ngx_http_consent_main_conf_t  *cmcf;
+
+    clcf = ctx->conf;
+    cmcf = (ngx_http_consent_main_conf_t *)
+               ngx_http_get_module_main_conf(r, ngx_http_consent_module);
 
     in.declared = cmcf->declared;
     in.defaults = cmcf->defaults;
@@ -431,6 +488,8 @@ ngx_http_consent_decide(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
     in.record = &ctx->record;
     in.failure_uses_defaults = cmcf->on_failure_default;
     in.now = (uint64_t) ngx_time();
+    in.policy_revision = cmcf->policy_revision;
+    in.choices = ctx->has_choices ? &ctx->choices : nullptr;
 
     ctx->decision = consent::decide(in);
 

@@ -631,6 +631,13 @@ ngx_http_consent_heartbeat(ngx_event_t *ev)
 
 /* ---- process lifecycle ----------------------------------------------- */
 
+struct ngx_http_consent_topology_s *
+ngx_http_consent_lookup_topology(void)
+{
+    return ngx_http_consent_worker ? ngx_http_consent_worker->topology : NULL;
+}
+
+
 ngx_int_t
 ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle)
 {

@@ -105,6 +105,7 @@ ngx_http_consent_create_main_conf(ngx_conf_t *cf)
     cmcf->redis_read_replica = NGX_CONF_UNSET;
     cmcf->redis_tls.enable = NGX_CONF_UNSET;
     cmcf->redis_tls.verify = NGX_CONF_UNSET;
+    cmcf->policy_revision = NGX_CONF_UNSET_UINT;
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
@@ -163,6 +164,11 @@ ngx_http_consent_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(cmcf->cache_ttl, 60000);
     ngx_conf_init_value(cmcf->on_failure_default, 0);
+    ngx_conf_init_uint_value(cmcf->policy_revision, 0);
+
+    if (ngx_http_consent_choice_init_conf(cf, cmcf) != NGX_CONF_OK) {
+        return (char *) NGX_CONF_ERROR;
+    }
 
     if (cmcf->cache_zone && cmcf->redis == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -220,10 +226,12 @@ ngx_http_consent_create_loc_conf(ngx_conf_t *cf)
      */
 
     new (&clcf->uid) consent::UidCookieAttrs();
+    new (&clcf->choice) consent::UidCookieAttrs();
 
     clcf->enable = NGX_CONF_UNSET;
     clcf->dry_run = NGX_CONF_UNSET;
     clcf->token_redirect = NGX_CONF_UNSET;
+    clcf->choice_endpoint = NGX_CONF_UNSET;
     clcf->uid_purpose = -1;
 
     return clcf;
@@ -245,6 +253,19 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->uid = prev->uid;
         conf->uid_purpose = prev->uid_purpose;
         conf->uid_set = prev->uid_set;
+    }
+
+    if (!conf->choice_set) {
+        conf->choice = prev->choice;
+        conf->choice_set = prev->choice_set;
+    }
+
+    /* a content handler: this location only, never inherited */
+    ngx_conf_init_value(conf->choice_endpoint, 0);
+
+    if (conf->choice_endpoint) {
+        /* the endpoint answers with this request's decision */
+        conf->enable = 1;
     }
 
     if (conf->strip_args == NULL) {

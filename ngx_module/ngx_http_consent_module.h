@@ -18,6 +18,7 @@
 #include "crypto/pseudonym.h"
 #include "crypto/token.h"
 #include "crypto/token_memo.h"
+#include "policy/choice_endpoint.h"
 #include "policy/purposes.h"
 #include "policy/query_rewrite.h"
 #include "policy/segments.h"
@@ -99,6 +100,7 @@ typedef struct {
     consent::TokenMemo          *token_memo;
 
     ngx_array_t                  purposes;     /* ngx_http_consent_purpose_t */
+    std::string_view            *purpose_names;  /* the same, for the core */
     consent::PurposeMask         declared;
     consent::PurposeMask         defaults;
     consent::PurposeMask         gpc;
@@ -133,9 +135,17 @@ typedef struct {
     ngx_uint_t                  *rewritten_vars;
     ngx_uint_t                   nrewritten_vars;
 
+    /* consent_policy_revision: consent given under an older one is none */
+    ngx_uint_t                   policy_revision;
+    /* a consent_choice endpoint exists: workers write to the primary */
+    ngx_uint_t                   choice_writes;
+
     /* where `consent on` first appeared, to name it in errors */
     ngx_str_t                    enabled_file;
     ngx_uint_t                   enabled_line;
+    /* where a consent_choice_cookie first appeared */
+    ngx_str_t                    choice_file;
+    ngx_uint_t                   choice_line;
 } ngx_http_consent_main_conf_t;
 
 
@@ -149,6 +159,11 @@ typedef struct {
     consent::UidCookieAttrs      uid;
     ngx_int_t                    uid_purpose;  /* -1: none */
     ngx_uint_t                   uid_set;      /* the directive appeared here */
+
+    /* consent_choice_cookie: choice.name.len == 0 when none is configured */
+    consent::UidCookieAttrs      choice;
+    ngx_uint_t                   choice_set;
+    ngx_flag_t                   choice_endpoint;  /* consent_choice here */
 
     /* consent_strip_args / consent_strip_cookies; inherited as a whole
      * when a level has none, like proxy_set_header */
@@ -176,9 +191,11 @@ typedef struct {
     unsigned                     carried_valid_same:1;
     unsigned                     header_done:1;
     unsigned                     stripped_listed:1;
+    unsigned                     has_choices:1;  /* a valid choice cookie */
 
     consent::TokenStatus         purl_status;
     consent::TokenStatus         uid_status;
+    consent::Choices             choices;      /* when has_choices */
 
     /* the lookup step's answer */
     consent::LookupOutcome       outcome;
@@ -205,6 +222,13 @@ typedef struct {
     ngx_uint_t                   stripped_args;
     ngx_uint_t                   stripped_cookies;
 
+    /* consent_choice: an identified visitor's change, while Redis takes it
+     * (choice.cpp, write.cpp) */
+    consent::ChoiceChange        change;
+    ngx_int_t                    written;      /* NGX_OK, NGX_DECLINED: erased,
+                                                  NGX_ERROR: not written */
+    uint64_t                     written_version;
+
     /* while waiting for Redis: the lookup it waits on (lookup.cpp) */
     void                        *pending;
     ngx_queue_t                  wait_link;
@@ -227,6 +251,8 @@ ngx_http_consent_ctx_t *ngx_http_consent_create_ctx(ngx_http_request_t *r);
 
 /* handler.cpp */
 ngx_int_t ngx_http_consent_handler(ngx_http_request_t *r);
+void ngx_http_consent_decide(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx);
 ngx_int_t ngx_http_consent_list_stripped(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
 ngx_int_t ngx_http_consent_drop_token(ngx_http_request_t *r, ngx_str_t *text,
@@ -236,6 +262,15 @@ ngx_int_t ngx_http_consent_drop_token(ngx_http_request_t *r, ngx_str_t *text,
 /* lookup.cpp */
 ngx_int_t ngx_http_consent_lookup(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx);
+/* this worker's Redis connections, or NULL without consent_redis */
+struct ngx_http_consent_topology_s *ngx_http_consent_lookup_topology(void);
+
+/* write.cpp: an identified visitor's change, through the write script on
+ * the primary. NGX_AGAIN: ctx->written is set when Redis answered or the
+ * timeout passed, and `done` runs from the event loop; NGX_ERROR: nothing
+ * was sent. */
+ngx_int_t ngx_http_consent_write_choice(ngx_http_request_t *r,
+    ngx_http_consent_ctx_t *ctx, ngx_http_event_handler_pt done);
 void ngx_http_consent_lookup_detach(ngx_http_consent_ctx_t *ctx);
 ngx_int_t ngx_http_consent_lookup_init_process(ngx_cycle_t *cycle);
 void ngx_http_consent_lookup_exit_process(ngx_cycle_t *cycle);
@@ -313,5 +348,20 @@ ngx_int_t ngx_http_consent_redis_postconfiguration(ngx_conf_t *cf,
 
 /* conf.cpp */
 extern ngx_command_t  ngx_http_consent_commands[];
+ngx_int_t ngx_http_consent_purpose_index(ngx_http_consent_main_conf_t *cmcf,
+    ngx_str_t *name);
+
+/* cookie_conf.cpp */
+char *ngx_http_consent_uid_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_consent_choice_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* choice.cpp: the consent_choice endpoint */
+char *ngx_http_consent_choice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_consent_policy_revision(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_consent_choice_init_conf(ngx_conf_t *cf,
+    ngx_http_consent_main_conf_t *cmcf);
 
 #endif /* NGX_HTTP_CONSENT_MODULE_H_INCLUDED_ */

@@ -106,20 +106,24 @@ ngx_http_consent_topology_init(ngx_cycle_t *cycle,
         t->sub.subscriber = 1;
         t->sub.locate = ngx_http_consent_topology_locate_sub;
 
-        /* reading the primary, `read` carries the heartbeat itself */
-        if (cmcf->redis_read_replica) {
-            if (ngx_http_consent_topology_conn(t, &t->primary_conn,
-                                               server[0].master.len
-                                               ? NGX_HTTP_CONSENT_ROLE_EVERY
-                                               : NGX_HTTP_CONSENT_LOOKUP_PING)
-                != NGX_OK)
-            {
-                return NULL;
-            }
+    }
 
-            t->primary_conn.locate = ngx_http_consent_topology_locate_primary;
-            t->primary_conn.on_down = ngx_http_consent_topology_primary_down;
+    /*
+     * The heartbeat (worker 0) and the consent_choice endpoint's writes
+     * (every worker) go to the primary; reading it, `read` carries them.
+     */
+    if (cmcf->redis_read_replica && (subscribe || cmcf->choice_writes)) {
+        if (ngx_http_consent_topology_conn(t, &t->primary_conn,
+                                           server[0].master.len
+                                           ? NGX_HTTP_CONSENT_ROLE_EVERY
+                                           : NGX_HTTP_CONSENT_LOOKUP_PING)
+            != NGX_OK)
+        {
+            return NULL;
         }
+
+        t->primary_conn.locate = ngx_http_consent_topology_locate_primary;
+        t->primary_conn.on_down = ngx_http_consent_topology_primary_down;
     }
 
     if (cmcf->redis_read_replica) {

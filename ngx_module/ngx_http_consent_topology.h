@@ -41,7 +41,7 @@ typedef struct {
 } ngx_http_consent_node_t;
 
 
-typedef struct {
+typedef struct ngx_http_consent_topology_s {
     ngx_http_consent_main_conf_t     *cmcf;
     ngx_cycle_t                      *cycle;
     ngx_pool_t                       *pool;
@@ -57,9 +57,11 @@ typedef struct {
 
     ngx_http_consent_redis_t          read;      /* lookups */
     ngx_http_consent_redis_t          sub;       /* worker 0: the channel */
-    ngx_http_consent_redis_t          primary_conn;  /* worker 0: the
-                                                        heartbeat, when `read`
-                                                        is on a replica */
+    ngx_http_consent_redis_t          primary_conn;  /* when `read` is on a
+                                                        replica: worker 0's
+                                                        heartbeat, and the
+                                                        consent_choice
+                                                        writes */
     ngx_http_consent_redis_t          probe;     /* back to a replica */
     ngx_event_t                       probe_timer;
 
@@ -81,7 +83,8 @@ ngx_http_consent_topology_t *ngx_http_consent_topology_init(
 void ngx_http_consent_topology_start(ngx_http_consent_topology_t *t);
 void ngx_http_consent_topology_exit(ngx_http_consent_topology_t *t);
 
-/* The connection on the primary, ready, or NULL: the heartbeat's. */
+/* The connection on the primary, ready, or NULL: the heartbeat's, and the
+ * consent_choice writes'. */
 ngx_http_consent_redis_t *ngx_http_consent_topology_primary(
     ngx_http_consent_topology_t *t);
 

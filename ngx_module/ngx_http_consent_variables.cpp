@@ -22,6 +22,8 @@ enum {
     NGX_HTTP_CONSENT_VAR_PURPOSES,
     NGX_HTTP_CONSENT_VAR_SOURCE,
     NGX_HTTP_CONSENT_VAR_VERSION,
+    NGX_HTTP_CONSENT_VAR_REPROMPT,
+    NGX_HTTP_CONSENT_VAR_REVISION,
     NGX_HTTP_CONSENT_VAR_STRIPPED
 };
 
@@ -63,6 +65,12 @@ static ngx_http_variable_t  ngx_http_consent_vars[] = {
 
     { ngx_string("consent_stripped"), NULL, ngx_http_consent_variable,
       NGX_HTTP_CONSENT_VAR_STRIPPED, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_reprompt"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_REPROMPT, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
+
+    { ngx_string("consent_revision"), NULL, ngx_http_consent_variable,
+      NGX_HTTP_CONSENT_VAR_REVISION, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
 
     { ngx_string("consent_request"), NULL, ngx_http_consent_request_variable,
       0, NGX_HTTP_CONSENT_VAR_FLAGS, 0 },
@@ -222,6 +230,26 @@ ngx_http_consent_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         }
 
         ngx_http_consent_set(v, p, ngx_sprintf(p, "%uL", ctx->decision.version)
+                                   - p);
+        return NGX_OK;
+
+    case NGX_HTTP_CONSENT_VAR_REPROMPT:
+        ngx_http_consent_set(v, (const u_char *) (ctx->decision.reprompt
+                                                  ? "1" : "0"), 1);
+        return NGX_OK;
+
+    case NGX_HTTP_CONSENT_VAR_REVISION:
+        if (!ctx->decision.has_revision) {
+            ngx_http_consent_set(v, NULL, 0);
+            return NGX_OK;
+        }
+
+        p = (u_char *) ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_consent_set(v, p, ngx_sprintf(p, "%uL", ctx->decision.revision)
                                    - p);
         return NGX_OK;
 

@@ -57,21 +57,31 @@ void for_each_pair(std::string_view s, F&& f) noexcept {
 
 bool scan_cookie_header(std::string_view header, const StripRules* rules, std::string_view uid_name,
                         Segments* table, const SegmentArena& arena) noexcept {
+    return scan_cookie_header(header, rules, uid_name, std::string_view(), table, arena);
+}
+
+bool scan_cookie_header(std::string_view header, const StripRules* rules, std::string_view uid_name,
+                        std::string_view choice_name, Segments* table, const SegmentArena& arena) noexcept {
     // Pairs average 40 to 50 bytes in real Cookie headers.
     const size_t hint = header.size() / 32 + 4;
     bool ok = true;
     for_each_pair(header, [&](const Pair& p, size_t) {
+        const auto named = [&p](std::string_view n) {
+            return !n.empty() && p.name.size() == n.size() && ascii_iequal(p.name, n);
+        };
+        const uint8_t always = named(uid_name) ? kAlwaysNamed : named(choice_name) ? kAlwaysChoice : 0;
         const Segment s{static_cast<uint32_t>(p.text.data() - header.data()), static_cast<uint32_t>(p.text.size()),
-                        static_cast<uint32_t>(p.name.size()), rules ? rules->owners(p.name) : 0,
-                        !uid_name.empty() && p.name.size() == uid_name.size() && ascii_iequal(p.name, uid_name)};
+                        static_cast<uint32_t>(p.name.size()), rules ? rules->owners(p.name) : 0, always};
         ok = table->push(s, arena, hint);
         return ok;
     });
     return ok;
 }
 
-bool uid_value(std::string_view header, const Segments& table, std::string_view* value) noexcept {
-    const Segment* s = first_always(table);
+namespace {
+
+bool always_value(std::string_view header, const Segments& table, uint8_t kind, std::string_view* value) noexcept {
+    const Segment* s = first_always(table, kind);
     if (s == nullptr) return false;
     // The name ends at the first '=' or is the whole pair. Surrounding
     // blanks are not part of a value (RFC 6265 section 5.2).
@@ -79,6 +89,16 @@ bool uid_value(std::string_view header, const Segments& table, std::string_view*
     const size_t eq = pair.find('=');
     *value = eq == std::string_view::npos ? std::string_view() : trim(pair.substr(eq + 1));
     return true;
+}
+
+}  // namespace
+
+bool uid_value(std::string_view header, const Segments& table, std::string_view* value) noexcept {
+    return always_value(header, table, kAlwaysNamed, value);
+}
+
+bool choice_value(std::string_view header, const Segments& table, std::string_view* value) noexcept {
+    return always_value(header, table, kAlwaysChoice, value);
 }
 
 CookieRewrite emit_cookie_header(std::string_view header, const Segments& table, const Removal& removal,

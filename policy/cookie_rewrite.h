@@ -31,10 +31,15 @@ constexpr size_t cookie_rewrite_max_len(size_t header_len) { return header_len +
 // Cookie names are not percent-decoded. False when the arena fails.
 bool scan_cookie_header(std::string_view header, const StripRules* rules, std::string_view uid_name,
                         Segments* table, const SegmentArena& arena) noexcept;
+// ... and whether it is `choice_name`, the choice cookie (may be empty).
+bool scan_cookie_header(std::string_view header, const StripRules* rules, std::string_view uid_name,
+                        std::string_view choice_name, Segments* table, const SegmentArena& arena) noexcept;
 
 // The value of the first UID cookie in a scanned header, without the
 // blanks around it.
 bool uid_value(std::string_view header, const Segments& table, std::string_view* value) noexcept;
+// The value of the first choice cookie, the same way.
+bool choice_value(std::string_view header, const Segments& table, std::string_view* value) noexcept;
 
 // Writes the scanned header without the pairs `removal` removes into
 // `out`, which must hold cookie_rewrite_max_len(header.size()) bytes. Kept

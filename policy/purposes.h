@@ -23,6 +23,7 @@ enum class Source : uint8_t {
     redis,     // a record just read from Redis
     defaults,  // a subject, but no live record (none stored, expired, or no store configured)
     failure,   // the store could not answer in time: consent_on_failure
+    cookie,    // no record in force: the answers of a choice cookie of the current revision
 };
 const char* source_name(Source s);
 
@@ -34,6 +35,14 @@ struct Record {
     bool has_exp = false;
     uint64_t exp = 0;         // unix seconds; the record is dead when exp <= now
     bool erased = false;
+    uint64_t rev = 0;         // the policy revision it was given under; absent: 0
+};
+
+// The answers of a valid choice cookie (crypto/choice_token.h), by purpose.
+struct Choices {
+    PurposeMask answered = 0;
+    PurposeMask granted = 0;  // within answered
+    uint64_t revision = 0;
 };
 
 // What the lookup step produced for a request with a subject.
@@ -55,6 +64,8 @@ struct DecisionInput {
     const Record* record = nullptr;        // for outcome == record
     bool failure_uses_defaults = false;    // consent_on_failure default (else deny)
     uint64_t now = 0;
+    uint64_t policy_revision = 0;          // consent_policy_revision
+    const Choices* choices = nullptr;      // a valid choice cookie, if any
 };
 
 struct Decision {
@@ -63,14 +74,18 @@ struct Decision {
     bool erased = false;
     bool has_version = false;
     uint64_t version = 0;
+    bool reprompt = true;        // no consent of the current revision in force
+    bool has_revision = false;   // the revision of the consent in force
+    uint64_t revision = 0;
 };
 
-// The contract's decision rules 2 to 5, in one place:
-//   no subject -> defaults; record -> its fields over the defaults;
-//   no record or exp past -> defaults; erased -> nothing granted;
-//   failure -> consent_on_failure; then Sec-GPC: 1 denies the gpc purposes.
-// An erased record stays erased even past its exp: erasure is not undone
-// by a retention date.
+// The contract's decision rules 2 to 5 and its choice rules, in one place.
+// Each purpose takes the first of: its field in a record in force (live,
+// not erased, `rev` at least the policy revision), its answer in a choice
+// cookie of the current revision, its default. An erased record denies
+// everything, even past its exp: erasure is not undone by a retention
+// date, nor by a revision. A store failure gives consent_on_failure. Then
+// Sec-GPC: 1 denies the gpc purposes.
 Decision decide(const DecisionInput& in) noexcept;
 
 }  // namespace consent

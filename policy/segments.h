@@ -22,8 +22,12 @@ struct Segment {
     uint32_t len;
     uint32_t name_len;   // its raw name: [start, start + name_len)
     PurposeMask owners;  // purposes whose patterns claim the name
-    bool always;         // the token argument or the UID cookie: always removed
+    uint8_t always;      // always removed: kAlwaysNamed (the token argument or
+                         // the UID cookie) or kAlwaysChoice (the choice cookie)
 };
+
+constexpr uint8_t kAlwaysNamed = 1;
+constexpr uint8_t kAlwaysChoice = 2;
 
 // What the rewrite removes: the token argument or UID cookie when `always`,
 // and every segment owned by a purpose in `denied`.
@@ -76,10 +80,11 @@ inline bool removes_any(const Segments& table, const Removal& removal) noexcept 
     return false;
 }
 
-// The first token argument or UID cookie of `table`, or null.
-inline const Segment* first_always(const Segments& table) noexcept {
+// The first token argument or UID cookie (or, with kAlwaysChoice, choice
+// cookie) of `table`, or null.
+inline const Segment* first_always(const Segments& table, uint8_t kind = kAlwaysNamed) noexcept {
     for (const Segment& s : table) {
-        if (s.always) return &s;
+        if (s.always == kind) return &s;
     }
     return nullptr;
 }

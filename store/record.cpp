@@ -45,6 +45,8 @@ RecordParse parse_record(const std::string_view* items, size_t n, const PurposeN
         } else if (field == "exp") {
             if (!parse_u64(value, &r.exp)) return RecordParse::malformed;
             r.has_exp = true;
+        } else if (field == "rev") {
+            if (!parse_u64(value, &r.rev)) return RecordParse::malformed;
         } else if (field == "erased") {
             if (value == "1")
                 r.erased = true;

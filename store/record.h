@@ -6,6 +6,8 @@
 //            NAME     one per purpose: "1" granted, "0" denied
 //            exp      optional unix seconds; at or after it the record is dead
 //            erased   optional "1": the customer asked to be forgotten
+//            rev      optional: the policy revision the purposes were given
+//                     under (absent: 0)
 //   channel  "<subject> <v>" after a write; "*" asks every edge to drop its cache
 //
 // docs/redis-schema.md is the long form, with the Lua script writers use.

@@ -507,6 +507,18 @@ class Nginx:
         self._retired -= old  # the reload did not take: they still serve
         return False
 
+    def reload_settled(self, timeout=15.0):
+        """A reload, then until the old workers are gone: until they have
+        closed their listening sockets, they may still take a connection.
+        False when the reload did not take."""
+        old = set(self.worker_pids())
+        if not self.reload():
+            return False
+        deadline = time.time() + slow(timeout)
+        while any(_alive(pid) for pid in old) and time.time() < deadline:
+            time.sleep(0.02)
+        return True
+
     def kill_worker(self, pid, sig=signal.SIGKILL):
         """Kills one worker on purpose (a fault test). Under valgrind a
         SIGKILLed process leaves a log without an ERROR SUMMARY; cleanup()

@@ -46,6 +46,8 @@ VALID_HTTP = BASE_HTTP + """
     consent_token_arg ctk;
     consent_dry_run off;
     consent_token_redirect off;
+    consent_policy_revision 4294967295;
+    consent_choice_cookie __Host-consent max_age=180d samesite=strict;
 """
 VALID_SERVER = """
     server {{
@@ -58,6 +60,8 @@ VALID_SERVER = """
                        consent_uid_cookie v max_age=1y samesite=none secure=on; return 200; }}
         location /b {{ consent off; consent_uid_cookie v samesite=lax; return 200; }}
         location = /status {{ consent_status; }}
+        location = /consent {{ consent_choice; consent_choice_cookie cc secure=off domain=example.test path=/; }}
+        location /c {{ consent_choice_cookie __Secure-cc samesite=none; return 200; }}
     }}
 """
 
@@ -261,6 +265,59 @@ class TestConfigErrors(unittest.TestCase):
     def test_uid_cookie_unknown_parameter(self):
         self.assertRefused(BASE_HTTP + "consent_uid_cookie vid colour=blue;",
                            [r"consent_uid_cookie", r"colour", REASON])
+
+    # ---- cookie names: the browsers' prefix rules, for every cookie directive ----------
+
+    def test_cookie_prefix_rules(self):
+        for directive in ("consent_uid_cookie", "consent_choice_cookie"):
+            for args, why in (("__Host-v secure=off", r"__Host-.*secure=on"),
+                              ("__Host-v path=/shop", r"__Host-.*path=/"),
+                              ("__Host-v domain=example.test", r"__Host-.*domain"),
+                              ("__host-v secure=off", r"__Host-"),
+                              ("__Secure-v secure=off", r"__Secure-.*secure=on"),
+                              ("v samesite=none secure=off", r"samesite=none.*secure=on"),
+                              ('"v,x"', r"(?i)invalid cookie name"),
+                              ("v max_age=0", r"max_age")):
+                with self.subTest(directive=directive, args=args):
+                    self.assertRefused(BASE_HTTP + "%s %s;" % (directive, args), [directive, why])
+
+    # ---- consent_choice_cookie, consent_choice, consent_policy_revision --------------------
+
+    def test_choice_cookie_parameters(self):
+        self.assertRefused(BASE_HTTP + "consent_choice_cookie cc purpose=analysis;",
+                           [r"consent_choice_cookie", r"purpose=analysis", REASON])
+        self.assertRefused(BASE_HTTP + "consent_choice_cookie cc; consent_choice_cookie dd;",
+                           [r"consent_choice_cookie", r"(?i)duplicate"])
+
+    def test_choice_cookie_that_cannot_hold_every_purpose(self):
+        many = "".join("consent_purpose %s_%02d;\n" % ("x" * 20, i) for i in range(20))
+        self.assertRefused("consent_key 1 {d}/k1.key; consent_pseudonym_key {d}/p.key;\n" + many
+                           + "consent_choice_cookie cc;", [r"consent_choice_cookie", r"(?i)shorter names"])
+        rc_ok = "consent_key 1 {d}/k1.key; consent_pseudonym_key {d}/p.key;\n" + many
+        self.config(rc_ok)  # the same purposes without a choice cookie are fine
+        rc, out = self.ngx.test_config()
+        self.assertEqual(rc, 0, out)
+
+    def test_policy_revision(self):
+        for value in ("-1", "4294967296", "abc", "1.5", "99999999999"):
+            with self.subTest(value=value):
+                self.assertRefused(BASE_HTTP + "consent_policy_revision %s;" % value,
+                                   [r"consent_policy_revision", re.escape(value), r"0\.\.4294967295"])
+        self.assertRefused(BASE_HTTP + "consent_policy_revision 1; consent_policy_revision 2;",
+                           [r"consent_policy_revision", r"(?i)duplicate"])
+
+    def test_choice_endpoint_contexts_and_keys(self):
+        self.assertRefused(BASE_HTTP + "consent_choice;", [r"consent_choice", r"(?i)not allowed here"])
+        # like `consent on`, the endpoint needs the pseudonym key
+        servers = SERVER.format(port=self.ngx.port, server_text="location = /c { consent_choice; }")
+        servers = servers.replace("location / { consent on; return 200 \"ok\"; }", "")
+        self.ngx.write_config("consent_key 1 %s/k1.key;" % self.d, servers)
+        rc, out = self.ngx.test_config()
+        self.assertNotEqual(rc, 0, out)
+        self.assertRegex(out, r"consent_pseudonym_key")
+
+    def test_rev_is_not_a_purpose_name(self):
+        self.assertRefused(BASE_HTTP + "consent_purpose rev;", [r"consent_purpose", r"\brev\b"])
 
     # ---- patterns -----------------------------------------------------------------------
 

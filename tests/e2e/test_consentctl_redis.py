@@ -781,7 +781,7 @@ class TlsRedis(CtlHelpers, unittest.TestCase):
 # watch SUBSCRIBE. resetchannels and -@all are Redis 7's defaults for a new
 # user, written out so that the line means the same on Redis 6.2 (whose
 # default is allchannels) and on an existing user.
-WRITER_RULES = ("resetchannels -@all +eval +hincrby +hkeys +hdel +hset +publish +hgetall +subscribe "
+WRITER_RULES = ("resetchannels -@all +eval +hincrby +hkeys +hdel +hset +hget +publish +hgetall +subscribe "
                 "~consent:* &consent:updates")
 # What the edge sends (AUTH, SELECT, PING, HGETALL, SUBSCRIBE CHANNEL and
 # CHANNEL:hb:PID, PUBLISH on CHANNEL:hb:PID): reads only.
@@ -874,7 +874,7 @@ class AclRedis(CtlHelpers, unittest.TestCase):
             self.wait_subscribed(server, CHANNEL, 1, watch)
         except AssertionError:
             wrong.append("watch")
-        for args, out in ((("set", "m-1", "ads=1"), "v=1\n"), (("erase", "m-1"), "v=2\n"),
+        for args, out in ((("set", "m-1", "ads=1", "--revision", "1"), "v=1\n"), (("erase", "m-1"), "v=2\n"),
                           (("get", "m-1"), '{"erased":1,"v":2}\n')):
             r = run_ctl(args[0], "--redis", server.address, "--user", "w", *args[1:], env=env)
             if (r.returncode, r.stdout) != (0, out):

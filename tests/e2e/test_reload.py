@@ -151,13 +151,7 @@ class TestReload(unittest.TestCase):
         return js["kid"]
 
     def reload_and_settle(self):
-        """A reload, then until the old workers are gone: until they have
-        closed their listening sockets, they may still take a connection."""
-        old = set(self.ngx.worker_pids())
-        self.assertTrue(self.ngx.reload(), self.ngx.error_log()[-2000:])
-        deadline = time.time() + H.slow(15)
-        while any(H._alive(pid) for pid in old) and time.time() < deadline:
-            time.sleep(0.02)
+        self.assertTrue(self.ngx.reload_settled(), self.ngx.error_log()[-2000:])
 
     def test_issuing_key_is_marked_else_last_declared(self):
         """consent_key: the key marked `issue`, else the last declared one,

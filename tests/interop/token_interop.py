@@ -18,7 +18,7 @@ from nacl.bindings import (crypto_aead_xchacha20poly1305_ietf_decrypt,
 
 SUITES = {"xchacha20poly1305": (0x01, 24), "aes256gcm": (0x02, 12)}
 SUITE_BY_ID = {v[0]: k for k, v in SUITES.items()}
-KINDS = {"purl": 0x01, "uid": 0x02}
+KINDS = {"purl": 0x01, "uid": 0x02, "choice": 0x03}
 KIND_BY_ID = {v: k for k, v in KINDS.items()}
 
 
@@ -51,6 +51,45 @@ def mint(suite, kid, key, kind, subject, campaign, iat, exp):
     s, c = subject.encode("ascii"), campaign.encode("ascii")
     pt = struct.pack(">QQ", iat, exp) + bytes([len(s)]) + s + bytes([len(c)]) + c
     return b64u_enc(header + nonce + seal(suite, key, nonce, pt, header))
+
+
+def choice_plaintext(iat, exp, revision, choices):
+    """CHOICE (kind 3) plaintext: times, revision u32, count, then each
+    answer as name_len, name, 0|1 (docs/token-format.md)."""
+    pt = struct.pack(">QQIB", iat, exp, revision, len(choices))
+    for name, granted in choices:
+        n = name.encode("ascii")
+        pt += bytes([len(n)]) + n + bytes([1 if granted else 0])
+    return pt
+
+
+def mint_choice(suite, kid, key, iat, exp, revision, choices, raw_pt=None):
+    header = bytes([0x01, KINDS["choice"], SUITES[suite][0]]) + struct.pack(">H", kid)
+    nonce = secrets.token_bytes(SUITES[suite][1])
+    pt = raw_pt if raw_pt is not None else choice_plaintext(iat, exp, revision, choices)
+    return b64u_enc(header + nonce + seal(suite, key, nonce, pt, header))
+
+
+def parse_choice(text, key):
+    """Decrypt and strictly parse a CHOICE token."""
+    blob = b64u_dec(text)
+    if blob[1] != KINDS["choice"]:
+        raise ValueError("not a choice token")
+    suite = SUITE_BY_ID[blob[2]]
+    nlen = SUITES[suite][1]
+    pt = open_(suite, key, blob[5:5 + nlen], blob[5 + nlen:], blob[:5])
+    iat, exp, revision, count = struct.unpack(">QQIB", pt[:21])
+    off, choices = 21, {}
+    for _ in range(count):
+        n = pt[off]
+        name = pt[off + 1:off + 1 + n].decode("ascii")
+        if not re.fullmatch(r"[a-z0-9_]{1,64}", name) or name in choices or pt[off + 1 + n] > 1:
+            raise ValueError("bad answer %r" % name)
+        choices[name] = pt[off + 1 + n] == 1
+        off += n + 2
+    if off != len(pt):
+        raise ValueError("trailing/short plaintext")
+    return dict(issued_at=iat, expires_at=exp, revision=revision, choices=choices)
 
 
 def parse(text, key):
@@ -182,6 +221,45 @@ def suite_tests(tmp, suite, kid):
     inspect(p + "uid relabelled as purl -> invalid", [ka], b64u_enc(bytes(blob)), 1, dict(status="invalid"))
 
 
+def choice_tests(tmp, suite, kid):
+    """CHOICE tokens both ways, and the layout rules consentctl must enforce."""
+    key = secrets.token_bytes(32)
+    kf = os.path.join(tmp, suite + "-choice.key")
+    write_key(kf, "%s %s" % (suite, key.hex()))
+    ka = "%d=%s" % (kid, kf)
+    now = int(time.time())
+    tok = mint_choice(suite, kid, key, now, now + 3600, 7, [("analysis", True), ("marketing", False)])
+    inspect("%s choice: python-minted, inspected" % suite, [ka], tok, 0,
+            {"status": "valid", "kind": "choice", "suite": suite, "kid": kid, "revision": 7,
+             "choices": {"analysis": True, "marketing": False}, "issued_at": now, "expires_at": now + 3600})
+    inspect("%s choice: no answers" % suite, [ka], mint_choice(suite, kid, key, now, now + 60, 0, []), 0,
+            {"status": "valid", "choices": {}, "revision": 0})
+    inspect("%s choice: expired" % suite, [ka], mint_choice(suite, kid, key, now - 60, now - 1, 1, []), 1,
+            {"status": "expired"})
+    base = struct.pack(">QQI", now, now + 60, 1)
+    for what, pt in (("a name twice", base + b"\x02" + b"\x01a\x01" + b"\x01a\x00"),
+                     ("an answer of 2", base + b"\x01\x01a\x02"),
+                     ("an upper-case name", base + b"\x01\x01A\x01"),
+                     ("an empty name", base + b"\x01\x00\x01"),
+                     ("a trailing byte", base + b"\x00\x00"),
+                     ("a short count", base + b"\x02\x01a\x01"),
+                     ("33 answers", base + bytes([33]) + b"".join(bytes([2]) + b"p%d" % (i % 10) + b"\x01"
+                                                                  for i in range(33)))):
+        inspect("%s choice: %s is invalid" % (suite, what), [ka],
+                mint_choice(suite, kid, key, 0, 0, 0, [], raw_pt=pt), 1, {"status": "invalid"})
+    args = ["mint", "--key", kf, "--kid", str(kid), "--kind", "choice", "--choices",
+            "analysis=1,research=0", "--revision", "4294967295", "--ttl", "2h"]
+    rc, out, err = run(*args)
+    try:
+        f = parse_choice(out.strip(), key)
+        ok = rc == 0 and f["revision"] == 4294967295 and f["choices"] == {"analysis": True, "research": False}
+        ok = ok and f["expires_at"] - f["issued_at"] == 7200
+        detail = repr(f)
+    except Exception as e:  # noqa: BLE001
+        ok, detail = False, "%s: %s" % (type(e).__name__, e)
+    T.check("%s choice: consentctl-minted, parsed here" % suite, ok, detail + show(args, rc, out, err))
+
+
 def cli_tests(tmp):
     rc, out, err = run("keygen", "--suite", "aes256gcm")
     line = out.rstrip("\n")
@@ -243,8 +321,13 @@ def published_vector_tests():
         kid = int(v["key_id"])
         header = bytes([0x01, KINDS[v["kind"]], SUITES[suite][0]]) + struct.pack(">H", kid)
         nonce = bytes.fromhex(v["nonce"])
-        s, c = v["subject"].encode(), v["campaign"].encode()
-        pt = struct.pack(">QQ", int(v["issued_at"]), int(v["expires_at"])) + bytes([len(s)]) + s + bytes([len(c)]) + c
+        if v["kind"] == "choice":
+            choices = [(a.split("=")[0], a.split("=")[1] == "1") for a in v["choices"].split()]
+            pt = choice_plaintext(int(v["issued_at"]), int(v["expires_at"]), int(v["revision"]), choices)
+        else:
+            s, c = v["subject"].encode(), v["campaign"].encode()
+            pt = (struct.pack(">QQ", int(v["issued_at"]), int(v["expires_at"])) + bytes([len(s)]) + s
+                  + bytes([len(c)]) + c)
         got = b64u_enc(header + nonce + seal(suite, bytes.fromhex(hexkey), nonce, pt, header))
         T.check(name, got == v["token"], "got " + got)
     T.check("published vectors found", len(vectors) >= 3, "found %d" % len(vectors))
@@ -260,6 +343,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="token-interop-") as tmp:
         suite_tests(tmp, "xchacha20poly1305", 0x1234)
         suite_tests(tmp, "aes256gcm", 0x0102)
+        choice_tests(tmp, "xchacha20poly1305", 0x0203)
+        choice_tests(tmp, "aes256gcm", 0x0304)
         cli_tests(tmp)
         published_vector_tests()
     print("%d passed, %d failed" % (T.passed, T.failed))
