@@ -21,6 +21,9 @@ scenario / requests/s of the baseline run just before it).
   B3  consent on, no token, no cookie, tracking args     >= 0.98
   B4  valid UID cookie (1 KB Cookie header), cache hit,
       3 of 10 args and 5 cookies stripped                >= 0.95
+  B4C B4 with a choice cookie of the same answers       >= 0.95
+      instead of the UID cookie (no subject, no cache
+      lookup: the memo and the rewrite)
   B5  valid PURL token + UID cookie (two opens), hit     >= 0.92
   B6  100% forged or garbage tokens                      >= 0.95, zero HGETALL
   B7  100% cache misses: a new subject every request     added p50/p99 vs B4 (also
@@ -120,14 +123,19 @@ PURPOSES = [("service", "granted"), ("billing", "granted"), ("analysis", "denied
 RECORD = {"v": "7", "service": "1", "billing": "1", "analysis": "1", "marketing": "0",
           "campaigns": "0", "research": "0", "group_sharing": "0", "third_parties": "0"}
 STRIPPED_B4 = "utm_source,utm_medium,gclid,_fbp,_gcl_au,__Host-vid,_uetsid,_uetvid"
+# B4C: the same answers as RECORD, in the choice cookie instead of a record
+CHOICE_COOKIE = "consent_choices"
+CHOICES = [(k, v == "1") for k, v in RECORD.items() if k not in ("v", "service", "billing")]
+STRIPPED_B4C = STRIPPED_B4.replace("__Host-vid", CHOICE_COOKIE)
 
 REDIS_TIMEOUT_MS = 100
-TARGETS = {"B2": 0.99, "B3": 0.98, "B4": 0.95, "B5": 0.92, "B6": 0.95, "B8": 0.93}
+TARGETS = {"B2": 0.99, "B3": 0.98, "B4": 0.95, "B4C": 0.95, "B5": 0.92, "B6": 0.95, "B8": 0.93}
 DESCRIPTIONS = {
     "B1": "plain proxy_pass, module not loaded",
     "B2": "module loaded, consent off",
     "B3": "consent on, no token/cookie, 3 of 10 args stripped",
     "B4": "UID cookie (1 KB Cookie), cache hit, args+cookies stripped",
+    "B4C": "B4 with a choice cookie instead of the UID cookie",
     "B5": "PURL token + UID cookie, cache hit",
     "B6": "100% forged/garbage tokens",
     "B7": "100% cache misses (new subject each request)",
@@ -136,7 +144,7 @@ DESCRIPTIONS = {
     "B9a": "B7, Redis SIGSTOPped 1/3 in",
     "B9b": "B7, Redis stopped (breaker open)",
 }
-ALL_SCENARIOS = ["B2", "B3", "B4", "B5", "B6", "B7", "B7T", "B8", "B9"]
+ALL_SCENARIOS = ["B2", "B3", "B4", "B4C", "B5", "B6", "B7", "B7T", "B8", "B9"]
 
 FAILURES = []  # checks that failed: the run exits 1
 
@@ -188,6 +196,10 @@ class Keys:
         now = int(time.time())
         return interop().mint("xchacha20poly1305", kid, key or self.key, kind, subject, campaign,
                               now - 60, now + ttl)
+
+    def mint_choice(self, choices, revision=1, ttl=86400):
+        now = int(time.time())
+        return interop().mint_choice("xchacha20poly1305", 1, self.key, now - 60, now + ttl, revision, choices)
 
 
 def forged(token):
@@ -292,10 +304,12 @@ http {
 """ % (workers, port)
 
 
-def front_conf(port, up_port, workers, module=None, consent=None, keys=None, redis_port=None, redis_tls=None):
+def front_conf(port, up_port, workers, module=None, consent=None, keys=None, redis_port=None, redis_tls=None,
+               choice=False):
     """B1 when module is None; else the module with conf/front-proxy.conf's
     purposes and rules, `consent on|off` in the server. redis_tls: a Redis
-    object serving TLS: consent_redis goes to its TLS port, verified."""
+    object serving TLS: consent_redis goes to its TLS port, verified.
+    choice: a choice cookie (B4C) and policy revision 1."""
     redis = "127.0.0.1:%s" % redis_port
     tls = []
     if redis_tls is not None:
@@ -317,7 +331,9 @@ def front_conf(port, up_port, workers, module=None, consent=None, keys=None, red
                "    consent_strip_cookies marketing _fbp _fbc _gcl_* IDE;",
                "    consent_strip_cookies third_parties _pin_unauth _uetsid _uetvid;",
                "    consent_redis %s timeout=%dms connect_timeout=200ms;" % (redis, REDIS_TIMEOUT_MS)]
-            + tls + ["    consent_cache zone=consent:16m ttl=60s;"]) + "\n"
+            + tls + ["    consent_cache zone=consent:16m ttl=60s;"]
+            + (["    consent_choice_cookie %s max_age=180d;" % CHOICE_COOKIE,
+                "    consent_policy_revision 1;"] if choice else [])) + "\n"
         server_consent = "        consent %s;\n" % consent
         headers = ("            proxy_set_header X-Consent-Purposes $consent_purposes;\n"
                    "            proxy_set_header X-Consent-Subject $consent_subject;\n")
@@ -438,13 +454,15 @@ class Redis:
 # ---------------------------------------------------------------------------
 # requests: one template per scenario, two per-request fields (F1, F2)
 
-def request_template(with_purl, with_cookie):
+def request_template(with_purl, with_cookie, cookie_name="__Host-vid"):
     """(path+query, headers) with the placeholders F1 (the PURL token or the
-    UID token) and F2 (the UID token when there is a PURL token)."""
+    UID token) and F2 (the UID token when there is a PURL token).
+    cookie_name: the cookie that carries the token (B4C: the choice cookie)."""
     query = ("ctk=%s&" % F1 + QUERY) if with_purl else QUERY
     headers = list(BASE_HEADERS)
     if with_cookie:
-        headers.append(("Cookie", COOKIE.replace("{VID}", F2 if with_purl else F1)))
+        cookie = COOKIE.replace("{VID}", F2 if with_purl else F1).replace("__Host-vid=", cookie_name + "=")
+        headers.append(("Cookie", cookie))
     return query, headers
 
 
@@ -878,12 +896,14 @@ class Bench:
         self.redis.r.call("HSET", "consent:{bench-probe}", "v", "1", "service", "1")
         self.uid = self.keys.mint("uid", self.subject)
         self.purl = self.keys.mint("purl", self.subject, "newsletter-2026-11")
+        self.choice = self.keys.mint_choice(CHOICES)
         self.probe_uid = self.keys.mint("uid", "bench-probe")
 
-    def front(self, name, consent="on", redis_tls=None):
+    def front(self, name, consent="on", redis_tls=None, choice=False):
         port = free_port()
         conf = front_conf(port, self.up_port, self.args.workers, module=os.path.abspath(self.args.module),
-                          consent=consent, keys=self.keys, redis_port=self.redis.port, redis_tls=redis_tls)
+                          consent=consent, keys=self.keys, redis_port=self.redis.port, redis_tls=redis_tls,
+                          choice=choice)
         n = self.start_nginx(name, conf, port)
         if consent == "on":
             # the cache serves nothing until worker 0's subscription is up
@@ -895,8 +915,8 @@ class Bench:
                 time.sleep(0.05)
         return n
 
-    def files(self, name, with_purl, with_cookie):
-        query, headers = request_template(with_purl, with_cookie)
+    def files(self, name, with_purl, with_cookie, cookie_name="__Host-vid"):
+        query, headers = request_template(with_purl, with_cookie, cookie_name)
         lua = os.path.join(self.tmp, name + ".lua")
         write_lua(lua, raw_request(PATH, query, headers))
         return lua, os.path.join(self.tmp, name + ".entries"), query, headers
@@ -1068,9 +1088,10 @@ class Bench:
         return row
 
     # -- scenarios -------------------------------------------------------------
-    def simple(self, scenario, consent, with_purl, with_cookie, entries_list, sanity):
-        front = self.front(scenario, consent)
-        lua, entries, query, headers = self.files(scenario, with_purl, with_cookie)
+    def simple(self, scenario, consent, with_purl, with_cookie, entries_list, sanity, choice=False):
+        front = self.front(scenario, consent, choice=choice)
+        lua, entries, query, headers = self.files(scenario, with_purl, with_cookie,
+                                                  CHOICE_COOKIE if choice else "__Host-vid")
         write_entries(entries, entries_list)
         sanity(front, query, headers, entries_list)
         self.warmup(front, lua, entries)
@@ -1139,6 +1160,18 @@ class Bench:
             self.expect(name + " $consent_token_status", h.get("x-token"), "valid")
             self.expect(name + " $consent_stripped", h.get("x-stripped"), STRIPPED_B4)
         return self.simple(name, "on", False, True, [(self.uid, "")], sanity)
+
+    def run_b4c(self):
+        name = "B4C"
+        def sanity(front, query, headers, entries):
+            q, hs = fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+            status, h = check(front.port, q, hs)
+            self.expect(name + " status", status, 200)
+            self.expect(name + " $consent_source", h.get("x-source"), "cookie")
+            self.expect(name + " $consent_token_status", h.get("x-token"), "none")
+            self.expect(name + " $consent_purposes", h.get("x-purposes"), "service,billing,analysis")
+            self.expect(name + " $consent_stripped", h.get("x-stripped"), STRIPPED_B4C)
+        return self.simple(name, "on", False, True, [(self.choice, "")], sanity, choice=True)
 
     def run_b5(self):
         def sanity(front, query, headers, entries):
@@ -1486,7 +1519,7 @@ class Bench:
 
     # -- output -----------------------------------------------------------------
     def rows(self):
-        order = ["B2", "B3", "B4", "B5", "B6", "B7", "B7T", "B8", "B9a", "B9b"]
+        order = ["B2", "B3", "B4", "B4C", "B5", "B6", "B7", "B7T", "B8", "B9a", "B9b"]
         return [self.summary[s] for s in order if s in self.summary]
 
     def table(self):
@@ -1640,7 +1673,7 @@ unset multiplot
         if a.hold:
             self.setup()
             self.hold(a.hold.upper())
-        runners = {"B2": self.run_b2, "B3": self.run_b3, "B4": self.run_b4, "B5": self.run_b5,
+        runners = {"B2": self.run_b2, "B3": self.run_b3, "B4": self.run_b4, "B4C": self.run_b4c, "B5": self.run_b5,
                    "B6": self.run_b6, "B7": self.run_b7, "B7T": self.run_b7t, "B8": self.run_b8,
                    "B9": self.run_b9}
         self.setup()

@@ -9,11 +9,13 @@ request; (I(N2) - I(N1)) / (N2 - N1) cancels start-up and shutdown. Only
 user-space instructions count: the kernel's share (the network) is the
 same for every scenario anyway (same syscalls per request).
 
-  bench/request_icount.py [--scenarios B2,B3,B4,B5,B6,B7,B4R] [--n1 300 --n2 1300]
+  bench/request_icount.py [--scenarios B2,B3,B4,B5,B6,B7,B4R,B4C] [--n1 300 --n2 1300]
       (B7: a UID cookie of a new subject on every request, so every request
       is a cache miss and a Redis lookup; each run mints its own subjects.
       B4R: B4 with a Referer that has a query but no token, so B4R less B4
-      is what checking the Referer for the token costs)
+      is what checking the Referer for the token costs;
+      B4C: B4 with a choice cookie of the same answers instead of the UID
+      cookie: no subject, so no cache lookup)
       [--annotate]   print the functions that add most per request (the
                      N2 run less the N1 run, less B1's) and keep the four
                      callgrind files in build-release/macro/
@@ -66,7 +68,7 @@ def run_once(bench, name, conf, query, headers, n, keep_out=None, cache_sim=Fals
             # warm the cache (B4, B5): until a request is served from it
             for _ in range(50):
                 _, h = macro.check(port, query, headers)
-                if h.get("x-source") in ("cache", "none", None):
+                if h.get("x-source") in ("cache", "none", "cookie", None):
                     break
                 time.sleep(0.05)
         elif "consent on" in conf:
@@ -161,14 +163,16 @@ def main():
                  "B7": ("on", False, True, None),
                  # B4 from a page with a query but no token (issue 17: the
                  # Referer is checked for the token; B4R less B4 is its cost)
-                 "B4R": ("on", False, True, (bench.uid, ""))}
+                 "B4R": ("on", False, True, (bench.uid, "")),
+                 # B4's answers in a choice cookie instead of a record (issue 15)
+                 "B4C": ("on", False, True, (bench.keys.mint_choice(macro.CHOICES), ""))}
         print("%-4s %16s %16s %16s" % ("", "instr/request", "B1, same request", "added")
               + ("   L1i misses (B1, added)   L1d misses (B1, added)" if a.cache_sim else ""))
         for s in [x.strip().upper() for x in a.scenarios.split(",")]:
             if s == "B1":
                 continue
             consent, purl, cookie, fields = specs[s]
-            q, hs = macro.request_template(purl, cookie)
+            q, hs = macro.request_template(purl, cookie, macro.CHOICE_COOKIE if s == "B4C" else "__Host-vid")
             if s == "B4R":
                 hs = hs + [("Referer", REFERER)]
             every = fields is None
@@ -181,7 +185,8 @@ def main():
                     conf = macro.front_conf(port, bench.up_port, 1)
                 else:
                     conf = macro.front_conf(port, bench.up_port, 1, module=os.path.abspath(a.module),
-                                            consent=consent, keys=bench.keys, redis_port=bench.redis.port)
+                                            consent=consent, keys=bench.keys, redis_port=bench.redis.port,
+                                            choice=s == "B4C")
                 for run in (1, 2):
                     if a.annotate:
                         os.makedirs(args.out, exist_ok=True)

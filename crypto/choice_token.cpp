@@ -83,7 +83,7 @@ TokenStatus open_choice_token(std::string_view text, const KeyRing& ring, uint64
         open_sealed(text, kind_bit(TokenKind::choice), kMaxTokenText, ring, hdr, pt, sizeof pt, &n);
     if (st != TokenStatus::valid) return st;
     if (!parse_choice_plaintext(pt, n, claims)) return TokenStatus::invalid;
-    if (claims->issued_at > now + kMaxClockSkew) return TokenStatus::invalid;
+    if (claims->issued_at > now && claims->issued_at - now > kMaxClockSkew) return TokenStatus::invalid;
     return claims->expires_at <= now ? TokenStatus::expired : TokenStatus::valid;
 }
 

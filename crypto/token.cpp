@@ -65,7 +65,7 @@ TokenStatus open_token(std::string_view text, ExpectKind expect, const KeyRing& 
     // Parsed straight into the caller's claims: they are only meaningful
     // when the status says so, and a copy costs as much as the parse.
     if (!parse_plaintext(pt, n, claims)) return TokenStatus::invalid;
-    if (claims->issued_at > now + kMaxClockSkew) return TokenStatus::invalid;
+    if (claims->issued_at > now && claims->issued_at - now > kMaxClockSkew) return TokenStatus::invalid;
     return claims->expires_at <= now ? TokenStatus::expired : TokenStatus::valid;
 }
 

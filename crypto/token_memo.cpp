@@ -67,7 +67,8 @@ TokenMemo::Entry* TokenMemo::lookup(ExpectKind kind, std::string_view text, uint
         return nullptr;
     // Both time rules of open_token() again: expiry, and issued_at, should
     // the clock have been stepped back since.
-    if (e.claims.expires_at <= now || e.claims.issued_at > now + kMaxClockSkew) return nullptr;
+    if (e.claims.expires_at <= now || (e.claims.issued_at > now && e.claims.issued_at - now > kMaxClockSkew))
+        return nullptr;
     return &e;
 }
 

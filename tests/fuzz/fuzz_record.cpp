@@ -6,7 +6,7 @@
 //      the number of items (0..40); then '\'-terminated item strings.
 //      Properties: a purpose is granted only when the last value of its
 //      field is exactly "1", denied when it is anything else; a malformed v,
-//      exp or erased, or an odd item count, is `malformed` and never yields
+//      exp, rev or erased, or an odd item count, is `malformed` and never yields
 //      a record; no items is `none`; otherwise every field matches a
 //      reference parser, and *out is written only for `ok`.
 //   1  parse_update over the remaining bytes, against a reference; a parsed
@@ -65,7 +65,7 @@ bool ref_u64(std::string_view s, uint64_t* out) {
 
 bool same(const Record& a, const Record& b) {
     return a.version == b.version && a.granted == b.granted && a.denied == b.denied && a.has_exp == b.has_exp &&
-           a.exp == b.exp && a.erased == b.erased;
+           a.exp == b.exp && a.erased == b.erased && a.rev == b.rev;
 }
 
 void fuzz_parse_record(FuzzedDataProvider& fdp) {
@@ -105,6 +105,8 @@ void fuzz_parse_record(FuzzedDataProvider& fdp) {
         } else if (f == "exp") {
             if (!ref_u64(v, &want.exp)) want_st = RecordParse::malformed;
             want.has_exp = true;
+        } else if (f == "rev") {
+            if (!ref_u64(v, &want.rev)) want_st = RecordParse::malformed;
         } else if (f == "erased") {
             if (v != "0" && v != "1") want_st = RecordParse::malformed;
             want.erased = v == "1";

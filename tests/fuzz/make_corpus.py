@@ -377,7 +377,46 @@ def roles_corpus():
     switch("port-range", "consent 127.0.0.1 0 127.0.0.1 65536")
 
 
+def choice_corpus():
+    t = "fuzz_choice"
+
+    def seed(name, mode, fdp):
+        write(t, name, fdp.bytes() + bytes([mode]))
+
+    for name, body in (("form", "analysis=1&marketing=0"), ("form-encoded", "ana%6Cysis=%31&&research=0"),
+                       ("form-plus", "a+b=1"), ("form-twice", "a=1&a=0"), ("form-bare", "analysis"),
+                       ("form-empty", "")):
+        seed(name, 0, Fdp().int(12).raw(body))
+    for name, body in (("json", '{"analysis":true,"marketing":false}'), ("json-ws", ' { "a" : true } '),
+                       ("json-escape", '{"ana\\u006cysis":true,"x\\"y":false}'), ("json-number", '{"a":1}'),
+                       ("json-nested", '{"a":{"b":true}}'), ("json-empty", "{}")):
+        seed(name, 1, Fdp().int(12).raw(body))
+    seed("csrf-same", 2, Fdp().string("shop.example").string("http://shop.example").string("same-origin")
+         .int(1).int(1))
+    seed("csrf-null", 2, Fdp().string("shop.example").string("null").string("").int(0).int(1))
+    seed("csrf-cross", 2, Fdp().string("shop.example:8080").string("https://evil.example").string("cross-site")
+         .int(1).int(1))
+    # A CHOICE token under the fuzzer's key (bytes 0xa0..0xbf, key id 1).
+    try:
+        from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt as seal
+        key = bytes(range(0xa0, 0xc0))
+        header = b"\x01\x03\x01\x00\x01"
+        nonce = bytes(range(24))
+        pt = struct.pack(">QQIB", 1790000000, 1890000000, 3, 2) + b"\x08analysis\x01" + b"\x09marketing\x00"
+        seed("token", 3, Fdp().raw(b64(header + nonce + seal(pt, header, nonce, key))))
+    except ImportError:
+        pass
+    seed("token-garbage", 3, Fdp().raw(b64(b"\x01\x03\x01\x00\x01" + bytes(60))))
+    seal_fdp = Fdp().u64(1790000000).u64(1890000000).int(3, 4).int(2)
+    seal_fdp.string("analysis").int(1).string("Marketing").int(0)
+    seed("seal", 4, seal_fdp)
+    seed("decide", 5, Fdp().int(0xff, 4).int(1, 4).int(4, 4).int(1).int(1).int(2).int(1).int(0).int(50)
+         .int(2).int(7).int(2, 4).int(4, 4).int(0).int(0).int(0).int(1).int(6, 4).int(2, 4).int(2).int(1)
+         .int(8, 4))
+
+
 def main():
+    choice_corpus()
     roles_corpus()
     resp_corpus()
     token_corpus()
