@@ -266,6 +266,24 @@ ngx_http_consent_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->choice_endpoint) {
         /* the endpoint answers with this request's decision */
         conf->enable = 1;
+
+        if (conf->choice.name.empty()) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"consent_choice\" "
+                               "requires a \"consent_choice_cookie\" for "
+                               "its location: anonymous visitors' choices "
+                               "go there");
+            return (char *) NGX_CONF_ERROR;
+        }
+    }
+
+    if (!conf->uid.name.empty() && !conf->choice.name.empty()
+        && consent::ascii_iequal(conf->uid.name, conf->choice.name))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"consent_choice_cookie\" "
+                           "and \"consent_uid_cookie\" name the same cookie "
+                           "\"%*s\"", conf->uid.name.size(),
+                           conf->uid.name.data());
+        return (char *) NGX_CONF_ERROR;
     }
 
     if (conf->strip_args == NULL) {

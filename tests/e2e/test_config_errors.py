@@ -316,6 +316,14 @@ class TestConfigErrors(unittest.TestCase):
         self.assertNotEqual(rc, 0, out)
         self.assertRegex(out, r"consent_pseudonym_key")
 
+    def test_choice_endpoint_needs_a_choice_cookie(self):
+        self.assertRefused(BASE_HTTP, [r"consent_choice", r"consent_choice_cookie"],
+                           server_text="location = /c { consent_choice; }")
+
+    def test_choice_and_uid_cookie_of_one_name(self):
+        self.assertRefused(BASE_HTTP + "consent_uid_cookie vid; consent_choice_cookie VID;",
+                           [r"consent_choice_cookie", r"consent_uid_cookie", r"same cookie"])
+
     def test_rev_is_not_a_purpose_name(self):
         self.assertRefused(BASE_HTTP + "consent_purpose rev;", [r"consent_purpose", r"\brev\b"])
 
