@@ -41,18 +41,24 @@ Decision without_record(const DecisionInput& in, Source source) noexcept {
     return d;
 }
 
+// A record in force: it answers, and says which version and revision.
+Decision in_force(const DecisionInput& in, const Record& rec) noexcept {
+    Decision d;
+    d.source = in.record_source;
+    d.has_version = true;
+    d.version = rec.version;
+    d.reprompt = false;
+    d.has_revision = true;
+    d.revision = rec.rev;
+    return d;
+}
+
 Decision from_record(const DecisionInput& in, const Record& rec) noexcept {
     // Erasure is checked before exp and the revision: neither a retention
     // date nor a new policy brings back what the customer asked to forget.
     if (rec.erased) {
-        Decision d;
-        d.source = in.record_source;
-        d.has_version = true;
-        d.version = rec.version;
+        Decision d = in_force(in, rec);
         d.erased = true;
-        d.reprompt = false;
-        d.has_revision = true;
-        d.revision = rec.rev;
         return d;
     }
     if (rec.has_exp && rec.exp <= in.now) return without_record(in, Source::defaults);
@@ -63,13 +69,7 @@ Decision from_record(const DecisionInput& in, const Record& rec) noexcept {
         d.version = rec.version;
         return d;
     }
-    Decision d;
-    d.source = in.record_source;
-    d.has_version = true;
-    d.version = rec.version;
-    d.reprompt = false;
-    d.has_revision = true;
-    d.revision = rec.rev;
+    Decision d = in_force(in, rec);
     const PurposeMask fields = rec.granted | rec.denied;
     d.granted = (with_choices(in, in.defaults, fields) | rec.granted) & ~rec.denied;
     return d;
