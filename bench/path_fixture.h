@@ -4,8 +4,8 @@
 // rules, and the handler's whole cache-hit path in its order.
 //
 // The URL, the Cookie header, the strip rules and the record are the ones
-// bench/macro.py sends through nginx in scenarios B4 and B5: keep them in
-// step.
+// bench/macro.py sends through nginx in scenarios B4 and B5 (defined in
+// bench/benchlib/scenarios.py): keep them in step.
 #pragma once
 
 #include <cstring>
