@@ -24,6 +24,12 @@ scenario / requests/s of the baseline run just before it).
   B4C B4 with a choice cookie of the same answers       >= 0.95
       instead of the UID cookie (no subject, no cache
       lookup: the memo and the rewrite)
+  B4U peer: nginx's own userid filter reading a         report: the lower
+      returning visitor's uid cookie, B4's request       bound of nginx
+      otherwise; nothing decided or stripped             touching a cookie
+  B4L peer: B4's job in OpenResty Lua (bench/peers/:      report
+      libsodium through LuaJIT's FFI, lua_shared_dict
+      cache hit, the same stripping)
   B5  valid PURL token + UID cookie (two opens), hit     >= 0.92
   B6  100% forged or garbage tokens                      >= 0.95, zero HGETALL
   B7  100% cache misses: a new subject every request     added p50/p99 vs B4 (also

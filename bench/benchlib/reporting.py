@@ -20,7 +20,7 @@ class Report:
 
     # -- output -----------------------------------------------------------------
     def rows(self):
-        order = ["B2", "B3", "B4", "B4C", "B5", "B6", "B7", "B7T", "B8", "B9a", "B9b"]
+        order = ["B2", "B3", "B4", "B4C", "B4U", "B4L", "B5", "B6", "B7", "B7T", "B8", "B9a", "B9b"]
         return [self.summary[s] for s in order if s in self.summary]
 
     def table(self):

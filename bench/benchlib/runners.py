@@ -19,6 +19,7 @@ from benchlib.measurement import Measure, check, counters, delta
 from benchlib.processes import (REDIS_TIMEOUT_MS, Nginx, Probe, Redis, Wrk, free_port, front_conf,
                                 upstream_conf)
 from benchlib.reporting import Report
+from peers import confs as peers
 from benchlib.scenarios import (CHOICE_COOKIE, CHOICES, DESCRIPTIONS, PATH, RECORD, STRIPPED_B4, STRIPPED_B4C,
                                 TARGETS, Keys, fill, forged, garbage, raw_request, request_template,
                                 write_entries, write_lua)
@@ -97,10 +98,18 @@ class Bench(Measure, Report):
         self.probe_uid = self.keys.mint("uid", "bench-probe")
 
     def front(self, name, consent="on", redis_tls=None, choice=False):
+        """The module's front; consent "userid" or "lua": a peer's instead
+        (bench/peers/), doing B4's job the way an operator would without it."""
         port = free_port()
-        conf = front_conf(port, self.up_port, self.args.workers, module=os.path.abspath(self.args.module),
-                          consent=consent, keys=self.keys, redis_port=self.redis.port, redis_tls=redis_tls,
-                          choice=choice)
+        if consent == "userid":
+            conf = peers.userid_conf(port, self.up_port, self.args.workers)
+        elif consent == "lua":
+            conf = peers.lua_conf(port, self.up_port, self.args.workers, self.keys.token_file,
+                                  self.keys.pseudonym_file, RECORD, subject=self.subject)
+        else:
+            conf = front_conf(port, self.up_port, self.args.workers, module=os.path.abspath(self.args.module),
+                              consent=consent, keys=self.keys, redis_port=self.redis.port, redis_tls=redis_tls,
+                              choice=choice)
         n = self.start_nginx(name, conf, port)
         if consent == "on":
             # the cache serves nothing until worker 0's subscription is up
@@ -112,8 +121,10 @@ class Bench(Measure, Report):
                 time.sleep(0.05)
         return n
 
-    def files(self, name, with_purl, with_cookie, cookie_name="__Host-vid"):
+    def files(self, name, with_purl, with_cookie, cookie_name="__Host-vid", more_cookies=""):
         query, headers = request_template(with_purl, with_cookie, cookie_name)
+        if more_cookies:
+            headers = [(k, v + "; " + more_cookies if k == "Cookie" else v) for k, v in headers]
         lua = os.path.join(self.tmp, name + ".lua")
         write_lua(lua, raw_request(PATH, query, headers))
         return lua, os.path.join(self.tmp, name + ".entries"), query, headers
@@ -138,10 +149,11 @@ class Bench(Measure, Report):
             print("    minted %d tokens in %.1f s" % (n, time.time() - t0))
         return n
     # -- scenarios -------------------------------------------------------------
-    def simple(self, scenario, consent, with_purl, with_cookie, entries_list, sanity, choice=False):
+    def simple(self, scenario, consent, with_purl, with_cookie, entries_list, sanity, choice=False,
+               more_cookies=""):
         front = self.front(scenario, consent, choice=choice)
         lua, entries, query, headers = self.files(scenario, with_purl, with_cookie,
-                                                  CHOICE_COOKIE if choice else "__Host-vid")
+                                                  CHOICE_COOKIE if choice else "__Host-vid", more_cookies)
         write_entries(entries, entries_list)
         sanity(front, query, headers, entries_list)
         self.warmup(front, lua, entries)
@@ -222,6 +234,31 @@ class Bench(Measure, Report):
             self.expect(name + " $consent_purposes", h.get("x-purposes"), "service,billing,analysis")
             self.expect(name + " $consent_stripped", h.get("x-stripped"), STRIPPED_B4C)
         return self.simple(name, "on", False, True, [(self.choice, "")], sanity, choice=True)
+
+    def run_b4u(self):
+        """nginx's userid filter: a returning visitor's uid cookie read, B4's
+        request otherwise; nothing decided, nothing stripped."""
+        name = "B4U"
+        def sanity(front, query, headers, entries):
+            q, hs = fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+            status, h = check(front.port, q, hs)
+            self.expect(name + " status", status, 200)
+            self.expect(name + " the visitor's uid read", bool(h.get("x-uid")), True)
+            self.expect(name + " no new uid cookie", "set-cookie" in h, False)
+        return self.simple(name, "userid", False, True, [(self.uid, "")], sanity, more_cookies=peers.USERID_COOKIE)
+
+    def run_b4l(self):
+        """B4's job in OpenResty Lua: the same token, cache hit (lua_shared_dict),
+        the same arguments and cookies stripped."""
+        name = "B4L"
+        def sanity(front, query, headers, entries):
+            q, hs = fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+            status, h = check(front.port, q, hs)
+            self.expect(name + " status", status, 200)
+            self.expect(name + " token", h.get("x-token"), "valid")
+            self.expect(name + " purposes", h.get("x-purposes"), "service,billing,analysis")
+            self.expect(name + " stripped", h.get("x-stripped"), STRIPPED_B4)
+        return self.simple(name, "lua", False, True, [(self.uid, "")], sanity)
 
     def run_b5(self):
         def sanity(front, query, headers, entries):
@@ -595,8 +632,8 @@ class Bench(Measure, Report):
         if a.hold:
             self.setup()
             self.hold(a.hold.upper())
-        runners = {"B2": self.run_b2, "B3": self.run_b3, "B4": self.run_b4, "B4C": self.run_b4c, "B5": self.run_b5,
-                   "B6": self.run_b6, "B7": self.run_b7, "B7T": self.run_b7t, "B8": self.run_b8,
+        runners = {"B2": self.run_b2, "B3": self.run_b3, "B4": self.run_b4, "B4C": self.run_b4c,
+                   "B4U": self.run_b4u, "B4L": self.run_b4l, "B5": self.run_b5, "B6": self.run_b6, "B7": self.run_b7, "B7T": self.run_b7t, "B8": self.run_b8,
                    "B9": self.run_b9}
         self.setup()
         for s in a.scenarios:

@@ -66,6 +66,8 @@ DESCRIPTIONS = {
     "B3": "consent on, no token/cookie, 3 of 10 args stripped",
     "B4": "UID cookie (1 KB Cookie), cache hit, args+cookies stripped",
     "B4C": "B4 with a choice cookie instead of the UID cookie",
+    "B4U": "peer: nginx's userid filter (B4's request + uid cookie)",
+    "B4L": "peer: B4's job in OpenResty Lua (bench/peers/)",
     "B5": "PURL token + UID cookie, cache hit",
     "B6": "100% forged/garbage tokens",
     "B7": "100% cache misses (new subject each request)",
@@ -74,7 +76,7 @@ DESCRIPTIONS = {
     "B9a": "B7, Redis SIGSTOPped 1/3 in",
     "B9b": "B7, Redis stopped (breaker open)",
 }
-ALL_SCENARIOS = ["B2", "B3", "B4", "B4C", "B5", "B6", "B7", "B7T", "B8", "B9"]
+ALL_SCENARIOS = ["B2", "B3", "B4", "B4C", "B4U", "B4L", "B5", "B6", "B7", "B7T", "B8", "B9"]
 
 
 # ---------------------------------------------------------------------------
