@@ -202,7 +202,7 @@ ngx_http_consent_choice_send(ngx_http_request_t *r, ngx_uint_t status,
         return rc;
     }
 
-    b = ngx_create_temp_buf(r->pool, 1);
+    b = (ngx_buf_t *) ngx_calloc_buf(r->pool);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -210,7 +210,6 @@ ngx_http_consent_choice_send(ngx_http_request_t *r, ngx_uint_t status,
     b->pos = doc;
     b->last = doc + len;
     b->memory = 1;
-    b->temporary = 0;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
