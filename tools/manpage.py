@@ -249,7 +249,11 @@ def parse_command_help(name, text):
     usage = [lines[0][len("usage: "):]]
     i = 1
     while i < len(lines) and lines[i].startswith(" ") and lines[i].strip():
-        usage[-1] += " " + lines[i].strip()
+        # an indented "consentctl NAME ..." is another form of the command
+        if lines[i].strip().startswith("consentctl " + name + " "):
+            usage.append(lines[i].strip())
+        else:
+            usage[-1] += " " + lines[i].strip()
         i += 1
     desc, options = [], []
     for l in lines[i:]:
