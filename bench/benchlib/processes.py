@@ -153,6 +153,15 @@ def front_conf(port, up_port, workers, module=None, consent=None, keys=None, red
         status = "        location = /__status { consent_status; }\n"
     else:
         load = ""
+    return front_shell(port, up_port, workers, load=load, http=http_consent, server=server_consent,
+                       root=headers, check=check, status=status)
+
+
+def front_shell(port, up_port, workers, load="", http="", server="", root="", check="", status=""):
+    """The front nginx every scenario and peer runs in: a keepalive upstream,
+    `location /` and `location = /__check` proxying to it; the pieces fill
+    in the main context (load), http, server, each location and the status
+    location."""
     return """%(load)s
 worker_processes %(workers)d;
 worker_rlimit_nofile 16384;
@@ -164,7 +173,7 @@ http {
     client_body_temp_path @DIR@/tmp; proxy_temp_path @DIR@/tmp; fastcgi_temp_path @DIR@/tmp;
     uwsgi_temp_path @DIR@/tmp; scgi_temp_path @DIR@/tmp;
     keepalive_requests 1000000;
-%(http_consent)s
+%(http)s
     upstream backend {
         server 127.0.0.1:%(up)d;
         keepalive 32;
@@ -172,13 +181,13 @@ http {
     }
     server {
         listen 127.0.0.1:%(port)d backlog=4096 reuseport;
-%(server_consent)s
+%(server)s
         proxy_http_version 1.1;
         location / {
             # every level that sets a header must repeat this one: a
             # proxy_set_header at a level drops all inherited ones
             proxy_set_header Connection "";
-%(headers)s            proxy_pass http://backend;
+%(root)s            proxy_pass http://backend;
         }
         location = /__check {
             proxy_set_header Connection "";
@@ -186,8 +195,8 @@ http {
         }
 %(status)s    }
 }
-""" % dict(load=load, workers=workers, http_consent=http_consent, up=up_port, port=port,
-           server_consent=server_consent, headers=headers, check=check, status=status)
+""" % dict(load=load, workers=workers, http=http, up=up_port, port=port, server=server, root=root,
+           check=check, status=status)
 
 
 class Redis:

@@ -16,8 +16,11 @@ compares them with front_conf()'s output, so a change there is noticed.
 """
 import base64
 import os
+import sys
 
 PEERS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(PEERS))  # bench/: benchlib
+from benchlib.processes import front_shell  # noqa: E402
 LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
 
 PURPOSES = [("service", "granted"), ("billing", "granted"), ("analysis", "denied gpc"),
@@ -40,40 +43,9 @@ USERID_COOKIE = "uid=" + base64.b64encode(bytes(range(0x10, 0x20))).decode()
 
 
 def _front(port, up_port, workers, load="", http="", server="", root="", check=""):
-    return """%(load)s
-worker_processes %(workers)d;
-worker_rlimit_nofile 16384;
-pid @DIR@/nginx.pid;
-error_log @DIR@/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path @DIR@/tmp; proxy_temp_path @DIR@/tmp; fastcgi_temp_path @DIR@/tmp;
-    uwsgi_temp_path @DIR@/tmp; scgi_temp_path @DIR@/tmp;
-    keepalive_requests 1000000;
-%(http)s
-    upstream backend {
-        server 127.0.0.1:%(up)d;
-        keepalive 32;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:%(port)d backlog=4096 reuseport;
-%(server)s
-        proxy_http_version 1.1;
-        location / {
-            # every level that sets a header must repeat this one: a
-            # proxy_set_header at a level drops all inherited ones
-            proxy_set_header Connection "";
-%(root)s            proxy_pass http://backend;
-        }
-        location = /__check {
-            proxy_set_header Connection "";
-%(check)s            proxy_pass http://backend;
-        }
-    }
-}
-""" % dict(load=load, workers=workers, http=http, up=up_port, port=port, server=server, root=root, check=check)
+    # the shell of the module's own front (front_conf()): same upstream,
+    # same locations, so only what runs inside them differs
+    return front_shell(port, up_port, workers, load=load, http=http, server=server, root=root, check=check)
 
 
 def userid_conf(port, up_port, workers):
