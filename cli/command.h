@@ -3,6 +3,7 @@
 // operation: exit 1).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -47,6 +48,10 @@ struct Command {
 // Flushes stdout; Failure "cannot write to stdout: REASON" (a full disk, a
 // closed stdout) followed by `done` when the operation itself took place.
 void flush_stdout(const std::string& done = "");
+
+// --revision N: 0 to 4294967295, the range of consent_policy_revision;
+// UsageError otherwise (mint --kind choice, set).
+uint32_t parse_revision(const std::string& s);
 
 const std::vector<Command>& token_commands();  // keygen, pseudonym-keygen, mint, inspect
 const std::vector<Command>& redis_commands();  // set, get, erase, watch (consent records in Redis)

@@ -21,6 +21,13 @@ std::string Args::need(const std::string& name) const {
     return get(name);
 }
 
+uint32_t parse_revision(const std::string& s) {
+    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoull(s) > 0xffffffffull)
+        throw UsageError("--revision '" + s + "' must be an integer from 0 to 4294967295");
+    return static_cast<uint32_t>(std::stoull(s));
+}
+
 void flush_stdout(const std::string& done) {
     errno = 0;
     if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return;

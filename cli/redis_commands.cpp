@@ -182,11 +182,8 @@ int cmd_set(const Args& a) {
         fields.push_back(exp);
     }
     if (a.has("--revision")) {
-        const std::string rev = a.get("--revision");
-        if (rev.empty() || rev.size() > 10 || !all_digits(rev) || std::stoull(rev) > 0xffffffffull)
-            throw UsageError("--revision '" + rev + "' must be an integer from 0 to 4294967295");
         fields.push_back("rev");
-        fields.push_back(std::to_string(std::stoull(rev)));
+        fields.push_back(std::to_string(parse_revision(a.get("--revision"))));
     }
     if (fields.empty()) throw UsageError("nothing to set: give PURPOSE=1|0, --exp or --revision");
     const long long v = write_record(a, subject, "merge", fields);

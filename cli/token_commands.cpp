@@ -77,14 +77,6 @@ int cmd_pseudonym_keygen(const Args& a) {
     return 0;
 }
 
-// --revision N: 0 to 4294967295, the range of consent_policy_revision.
-uint32_t parse_revision(const std::string& s) {
-    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoull(s) > 0xffffffffull)
-        throw UsageError("--revision '" + s + "' must be an integer from 0 to 4294967295");
-    return static_cast<uint32_t>(std::stoull(s));
-}
-
 // A CHOICE token: --choices NAME=1|0,... and --revision N instead of a subject.
 int mint_choice(const Args& a, const std::string& file, uint16_t id, uint64_t ttl) {
     if (a.has("--subject") || a.has("--campaign"))

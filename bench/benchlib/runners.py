@@ -25,6 +25,12 @@ from benchlib.scenarios import (CHOICE_COOKIE, CHOICES, DESCRIPTIONS, PATH, RECO
                                 write_entries, write_lua)
 
 
+def first_request(query, headers, entries):
+    """The request template filled with a stream's first entry: what a
+    scenario's sanity check sends."""
+    return fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+
+
 class Bench(Measure, Report):
     def __init__(self, args):
         self.args = args
@@ -190,7 +196,7 @@ class Bench(Measure, Report):
 
     def run_b2(self):
         def sanity(front, query, headers, entries):
-            status, h = check(front.port, fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers])
+            status, h = check(front.port, *first_request(query, headers, entries))
             self.expect("B2 status", status, 200)
             self.expect("B2 $consent_source (consent off)", h.get("x-source"), None)
         return self.simple("B2", "off", False, True, [(self.uid, "")], sanity)
@@ -215,7 +221,7 @@ class Bench(Measure, Report):
     def run_b4(self):
         name = "B4"
         def sanity(front, query, headers, entries):
-            q, hs = fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+            q, hs = first_request(query, headers, entries)
             status, h = self.warm(front, q, hs)
             self.expect(name + " status", status, 200)
             self.expect(name + " $consent_source after warming", h.get("x-source"), "cache")
@@ -226,7 +232,7 @@ class Bench(Measure, Report):
     def run_b4c(self):
         name = "B4C"
         def sanity(front, query, headers, entries):
-            q, hs = fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+            q, hs = first_request(query, headers, entries)
             status, h = check(front.port, q, hs)
             self.expect(name + " status", status, 200)
             self.expect(name + " $consent_source", h.get("x-source"), "cookie")
@@ -240,7 +246,7 @@ class Bench(Measure, Report):
         request otherwise; nothing decided, nothing stripped."""
         name = "B4U"
         def sanity(front, query, headers, entries):
-            q, hs = fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+            q, hs = first_request(query, headers, entries)
             status, h = check(front.port, q, hs)
             self.expect(name + " status", status, 200)
             self.expect(name + " the visitor's uid read", bool(h.get("x-uid")), True)
@@ -252,7 +258,7 @@ class Bench(Measure, Report):
         the same arguments and cookies stripped."""
         name = "B4L"
         def sanity(front, query, headers, entries):
-            q, hs = fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+            q, hs = first_request(query, headers, entries)
             status, h = check(front.port, q, hs)
             self.expect(name + " status", status, 200)
             self.expect(name + " token", h.get("x-token"), "valid")
@@ -262,7 +268,7 @@ class Bench(Measure, Report):
 
     def run_b5(self):
         def sanity(front, query, headers, entries):
-            q, hs = fill(query, *entries[0]), [(k, fill(v, *entries[0])) for k, v in headers]
+            q, hs = first_request(query, headers, entries)
             status, h = self.warm(front, q, hs)
             self.expect("B5 status", status, 200)
             self.expect("B5 $consent_source after warming", h.get("x-source"), "cache")
