@@ -599,9 +599,10 @@ ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
     const consent::Removal &removal)
 {
-    ngx_uint_t                       i;
+    u_char                          *out;
+    ngx_uint_t                       i, gone;
     ngx_table_elt_t                 *h;
-    consent::CookieRewrite           cr;
+    consent::CookieRewrite           plan, cr;
     ngx_http_consent_headers_t       it;
     ngx_http_consent_cookie_scan_t  *scan;
 
@@ -609,37 +610,28 @@ ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /* each header through its split: no walk over the request's headers */
+    gone = 0;
+
     for (i = 0; i < ctx->ncookies; i++) {
-        if (consent::removes_any(ctx->cookies[i].pairs, removal)) {
-            break;
-        }
-    }
+        scan = &ctx->cookies[i];
 
-    if (i == ctx->ncookies) {
-        return NGX_OK;
-    }
-
-    /* the list walk, not the index: a header may have to go */
-    ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Cookie", 6);
-
-    while ((h = ngx_http_consent_headers_next(&it))) {
-
-        scan = NULL;
-
-        for (i = 0; i < ctx->ncookies; i++) {
-            if (ctx->cookies[i].header == h) {
-                scan = &ctx->cookies[i];
-                break;
-            }
-        }
-
-        if (scan == NULL || !consent::removes_any(scan->pairs, removal)) {
+        plan = consent::plan_cookie_rewrite(ngx_http_consent_sv(&scan->value),
+                                            scan->pairs, removal);
+        if (plan.removed == 0) {
             continue;
         }
 
-        /* "; " joins can make the kept pairs longer than they came */
-        u_char *out = (u_char *) ngx_pnalloc(r->pool,
-                          consent::cookie_rewrite_max_len(scan->value.len) + 1);
+        ctx->stripped_cookies += plan.removed;
+
+        if (plan.kept == 0) {
+            scan->gone = 1;
+            gone++;
+            continue;
+        }
+
+        /* exactly what is kept: the pool's blocks are only 4 KB */
+        out = (u_char *) ngx_pnalloc(r->pool, plan.len + 1);
         if (out == NULL) {
             return NGX_ERROR;
         }
@@ -647,16 +639,27 @@ ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
         cr = consent::emit_cookie_header(ngx_http_consent_sv(&scan->value),
                                          scan->pairs, removal, (char *) out);
 
-        ctx->stripped_cookies += cr.removed;
-
-        if (cr.kept == 0) {
-            ngx_http_consent_headers_remove_cookie(r, &it);
-            continue;
-        }
-
         out[cr.len] = '\0';
-        h->value.data = out;
-        h->value.len = cr.len;
+        scan->header->value.data = out;
+        scan->header->value.len = cr.len;
+    }
+
+    if (gone == 0) {
+        return NGX_OK;
+    }
+
+    /* a header that keeps nothing goes: that needs the list walk */
+    ngx_http_consent_headers_init(&it, &r->headers_in.headers, "Cookie", 6);
+
+    while (gone && (h = ngx_http_consent_headers_next(&it))) {
+
+        for (i = 0; i < ctx->ncookies; i++) {
+            if (ctx->cookies[i].header == h && ctx->cookies[i].gone) {
+                ngx_http_consent_headers_remove_cookie(r, &it);
+                gone--;
+                break;
+            }
+        }
     }
 
     return NGX_OK;

@@ -177,6 +177,7 @@ typedef struct {
     ngx_table_elt_t             *header;
     ngx_str_t                    value;        /* as it came */
     consent::Segments            pairs;
+    ngx_uint_t                   gone;         /* keeps no pair: removed */
 } ngx_http_consent_cookie_scan_t;
 
 

@@ -133,6 +133,7 @@ ngx_http_consent_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
     u_char                        *p;
+    size_t                         len;
     const char                    *s;
     ngx_uint_t                     i;
     ngx_http_consent_ctx_t        *ctx;
@@ -194,7 +195,20 @@ ngx_http_consent_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
                    ngx_http_get_module_main_conf(r, ngx_http_consent_module);
         purpose = (ngx_http_consent_purpose_t *) cmcf->purposes.elts;
 
-        p = (u_char *) ngx_pnalloc(r->pool, cmcf->purposes.nelts * 65);
+        /*
+         * Exactly what the list takes: nginx's own request nearly fills
+         * the pool's 4 KB blocks, and a generous guess (65 bytes per
+         * purpose) can make the request take one more.
+         */
+        len = 0;
+
+        for (i = 0; i < cmcf->purposes.nelts; i++) {
+            if (ctx->decision.granted & consent::purpose_bit(i)) {
+                len += purpose[i].name.len + 1;
+            }
+        }
+
+        p = (u_char *) ngx_pnalloc(r->pool, len);
         if (p == NULL) {
             return NGX_ERROR;
         }

@@ -124,6 +124,24 @@ CookieRewrite emit_cookie_header(std::string_view header, const Segments& table,
     return r;
 }
 
+CookieRewrite plan_cookie_rewrite(std::string_view header, const Segments& table, const Removal& removal) noexcept {
+    CookieRewrite r;
+    for (const Segment& s : table) {
+        if (removal.removes(s)) {
+            r.removed++;
+            continue;
+        }
+        r.len += s.len;
+        r.kept++;
+    }
+    if (r.removed == 0) {
+        r.len = header.size();
+    } else if (r.kept) {
+        r.len += 2 * (r.kept - 1);  // the "; " joins
+    }
+    return r;
+}
+
 void list_removed_cookies(std::string_view header, const Segments& table, const Removal& removal,
                           NameList* names) noexcept {
     for (const Segment& s : table) {

@@ -56,8 +56,20 @@ public:
     // False when the arena failed; the table then holds what fit.
     bool push(const Segment& s, const SegmentArena& arena, size_t size_hint) noexcept {
         if (size_ == cap_ && !grow(arena, size_hint)) return false;
+        if (s.always == kAlwaysNamed || s.always == kAlwaysChoice) {
+            uint32_t& first = first_[s.always - 1];
+            if (first == 0) first = size_ + 1;
+        }
         data_[size_++] = s;
         return true;
+    }
+
+    // The first segment of an `always` kind, or null: noted while pushing,
+    // since the extract step asks on every request.
+    const Segment* first(uint8_t kind) const noexcept {
+        if (kind != kAlwaysNamed && kind != kAlwaysChoice) return nullptr;
+        const uint32_t i = first_[kind - 1];
+        return i ? data_ + (i - 1) : nullptr;
     }
 
     const Segment* begin() const noexcept { return data_; }
@@ -70,6 +82,7 @@ private:
     Segment* data_ = nullptr;
     uint32_t size_ = 0;
     uint32_t cap_ = 0;
+    uint32_t first_[2] = {0, 0};  // index + 1 of each kind's first; 0: none
 };
 
 // True when `removal` removes some segment of `table`.
@@ -83,10 +96,7 @@ inline bool removes_any(const Segments& table, const Removal& removal) noexcept 
 // The first token argument or UID cookie (or, with kAlwaysChoice, choice
 // cookie) of `table`, or null.
 inline const Segment* first_always(const Segments& table, uint8_t kind = kAlwaysNamed) noexcept {
-    for (const Segment& s : table) {
-        if (s.always == kind) return &s;
-    }
-    return nullptr;
+    return table.first(kind);
 }
 
 // A heap arena for tests and tools: frees what it handed out when destroyed.

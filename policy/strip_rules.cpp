@@ -59,22 +59,49 @@ bool StripRules::add(unsigned purpose, std::string_view pattern, std::string* er
     if (prefix && star != pattern.size() - 1) return fail("'*' is allowed only at the end of a pattern");
     if (prefix && pattern.size() == 1) return fail("a lone '*' would match every name");
     if (prefix) pattern.remove_suffix(1);
+    if (patterns_.size() >= UINT16_MAX) return fail("too many patterns");
+    if (pattern.size() > UINT32_MAX - tails_.size()) return fail("pattern too long");
     std::string text(pattern);
     for (char& c : text) c = ascii_lower(c);
     const auto first = static_cast<unsigned char>(text[0]);
     for (unsigned char c : {first, static_cast<unsigned char>(first >= 'a' && first <= 'z' ? first - 32 : first)})
         first_[c >> 6] |= uint64_t(1) << (c & 63);
-    if (rules_.size() >= UINT16_MAX) return fail("too many patterns");
-    const uint64_t mask = head_mask(text.size());
-    const uint64_t head = lowered_head(text) & mask;
-    const auto index = static_cast<uint16_t>(rules_.size());
-    if (text.size() >= 2) {
-        by_bucket_[bucket(head)].push_back(index);
-    } else {
-        short_.push_back(index);
-    }
-    rules_.push_back(Rule{head, mask, std::move(text), prefix, purpose});
+    patterns_.push_back(Pattern{std::move(text), prefix, purpose});
+    pack();
     return true;
+}
+
+// Rebuilt whole on every add (a counting sort by bucket): configurations
+// hold tens of patterns, and only the reading side is on the request path.
+void StripRules::pack() {
+    std::vector<size_t> where(patterns_.size());
+    size_t count[kBuckets + 1] = {};
+    for (size_t i = 0; i < patterns_.size(); i++) {
+        const std::string& text = patterns_[i].text;
+        where[i] = text.size() >= 2 ? bucket(lowered_head(text) & head_mask(text.size())) : kBuckets;
+        count[where[i]]++;
+    }
+    size_t next[kBuckets + 1];
+    size_t at = 0;
+    for (size_t b = 0; b <= kBuckets; b++) {
+        begin_[b] = static_cast<uint16_t>(at);
+        next[b] = at;
+        at += count[b];
+    }
+    begin_[kBuckets + 1] = static_cast<uint16_t>(at);
+
+    std::vector<Rule> rules(patterns_.size());
+    std::string tails;
+    for (size_t i = 0; i < patterns_.size(); i++) {
+        const Pattern& p = patterns_[i];
+        const uint64_t mask = head_mask(p.text.size());
+        rules[next[where[i]]++] = Rule{lowered_head(p.text) & mask, mask, static_cast<uint32_t>(p.text.size()),
+                                       static_cast<uint32_t>(tails.size()), static_cast<uint8_t>(p.prefix),
+                                       static_cast<uint8_t>(p.purpose)};
+        if (p.text.size() > 8) tails.append(p.text, 8, std::string::npos);
+    }
+    rules_ = std::move(rules);
+    tails_ = std::move(tails);
 }
 
 PurposeMask StripRules::owners(std::string_view name) const noexcept {
@@ -83,16 +110,18 @@ PurposeMask StripRules::owners(std::string_view name) const noexcept {
     if (!(first_[c >> 6] >> (c & 63) & 1)) return 0;
     const uint64_t head = lowered_head(name);
     PurposeMask m = 0;
+    // The head first: it turns down most of a bucket's rules by itself.
     auto check = [&](const Rule& r) {
-        const size_t len = r.text.size();
-        const bool fits = r.prefix ? name.size() >= len : name.size() == len;
-        if (!fits || (head & r.head_mask) != r.head) return;
-        if (len <= 8 || lowered_equal(name.data() + 8, std::string_view(r.text).substr(8)))
+        if ((head & r.head_mask) != r.head) return;
+        if (r.prefix ? name.size() < r.len : name.size() != r.len) return;
+        if (r.len <= 8 || lowered_equal(name.data() + 8, std::string_view(tails_.data() + r.tail, r.len - 8)))
             m |= purpose_bit(r.purpose);
     };
-    for (uint16_t i : short_) check(rules_[i]);
+    const Rule* const rules = rules_.data();
+    for (size_t i = begin_[kBuckets]; i < begin_[kBuckets + 1]; i++) check(rules[i]);
     if (name.size() >= 2) {
-        for (uint16_t i : by_bucket_[bucket(head)]) check(rules_[i]);
+        const size_t b = bucket(head);
+        for (size_t i = begin_[b]; i < begin_[b + 1]; i++) check(rules[i]);
     }
     return m;
 }

@@ -33,26 +33,41 @@ public:
     bool empty() const { return rules_.empty(); }
 
 private:
+    // A request asks about every argument and cookie name, thirty or more
+    // for a returning visitor: the rules are packed in one array, in bucket
+    // order, so that a lookup reads one short run of it, not a vector per
+    // bucket and a string per rule spread over the heap.
     struct Rule {
         // The first (up to) 8 bytes of text as one word, so that most
         // rules are turned down by one compare of the name's first word.
         uint64_t head;
         uint64_t head_mask;
-        std::string text;  // lowercased, without the '*'
+        uint32_t len;     // of the text: the pattern, lowered, without the '*'
+        uint32_t tail;    // where the text's bytes after the first 8 start in tails_
+        uint8_t prefix;
+        uint8_t purpose;
+    };
+    struct Pattern {      // as added, kept to rebuild the packed form
+        std::string text;
         bool prefix;
         unsigned purpose;
     };
-    std::vector<Rule> rules_;
+    void pack();
+
+    std::vector<Pattern> patterns_;
+    std::vector<Rule> rules_;  // bucket 0's rules, bucket 1's, ..., then the one-byte rules
+    std::string tails_;
     // The first bytes patterns start with (either case): most names match
     // no pattern, and this rejects them with one lookup.
     uint64_t first_[4] = {0, 0, 0, 0};
     // Rules of two bytes or more, by a hash of their first two (lowered):
     // a name is compared only with the few rules its bucket holds, not with
     // every rule that shares its first byte ('_' starts half of them).
+    // rules_[begin_[b], begin_[b + 1]) is bucket b; from begin_[kBuckets]
+    // on, the one-byte rules, which every name is compared with.
     static constexpr size_t kBuckets = 64;
     static size_t bucket(uint64_t head) { return ((head & 0xff) * 31 + (head >> 8 & 0xff)) & (kBuckets - 1); }
-    std::vector<uint16_t> by_bucket_[kBuckets];
-    std::vector<uint16_t> short_;  // one-byte rules, always compared
+    uint16_t begin_[kBuckets + 2] = {};
 };
 
 // What to remove from one request: the name that is always removed (the

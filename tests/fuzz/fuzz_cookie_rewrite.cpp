@@ -8,6 +8,8 @@
 //     is removed;
 //   - the output is never longer than cookie_rewrite_max_len(input), and
 //     nothing is written past it (ASan: an exact-size heap buffer);
+//   - plan_cookie_rewrite, which the module allocates by, gives the
+//     output's exact length and the same counts;
 //   - `removed` and `kept` count the pairs; kept == 0 exactly when no
 //     non-empty pair remains in the output;
 //   - the NameList holds each removed listable name once, and a small
@@ -104,6 +106,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const CookieRewrite r = rewrite_cookie_header(header, fp.policy, out.get(), &big_list);
     const std::string_view got(out.get(), r.len);
     FUZZ_CHECK(r.len <= cap, "output %zu bytes, cookie_rewrite_max_len %zu", r.len, cap);
+    {
+        HeapArena heap;
+        Segments table;
+        FUZZ_CHECK(scan_cookie_header(header, fp.policy.rules, fp.policy.always, &table, heap.arena()),
+                   "scan failed");
+        const CookieRewrite plan =
+            plan_cookie_rewrite(header, table, Removal::after_decision(fp.policy.granted));
+        FUZZ_CHECK(plan.len == r.len && plan.kept == r.kept && plan.removed == r.removed,
+                   "plan_cookie_rewrite %zu bytes, %zu kept, %zu removed; the rewrite %zu, %zu, %zu", plan.len,
+                   plan.kept, plan.removed, r.len, r.kept, r.removed);
+    }
     FUZZ_CHECK(r.removed == removed && r.kept == kept_n, "removed %zu kept %zu, reference %zu %zu in %s", r.removed,
                r.kept, removed, kept_n, show(header).c_str());
     FUZZ_CHECK(got == want, "rewrite of %s is %s, reference %s", show(header).c_str(), show(got).c_str(),

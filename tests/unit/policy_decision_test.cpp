@@ -284,12 +284,14 @@ TEST(StripRules, RandomizedAgainstModel) {
     for (int round = 0; round < 200; round++) {
         StripRules rules;
         std::vector<std::pair<std::string, unsigned>> model;  // folded pattern, '*' kept
-        const size_t n = 1 + next() % 24;
+        // Up to 64 patterns of up to 20 bytes: several per bucket of the
+        // packed form, and texts past the 8 bytes kept in each rule's head.
+        const size_t n = 1 + next() % 64;
         for (size_t i = 0; i < n; i++) {
-            std::string pat = word(12);
+            std::string pat = word(round % 2 ? 20 : 12);
             if (next() % 2) pat += '*';
             if (pat == "*") continue;
-            const unsigned purpose = static_cast<unsigned>(next() % 8);
+            const unsigned purpose = static_cast<unsigned>(next() % kMaxPurposes);
             ASSERT_TRUE(rules.add(purpose, pat, nullptr)) << pat;
             model.emplace_back(fold(pat), purpose);
         }

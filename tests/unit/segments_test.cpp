@@ -53,6 +53,24 @@ TEST(Segments, GrowsFromTheHintAndKeepsOrder) {
     EXPECT_EQ(a.calls, 5);
 }
 
+// first_always reads what push noted: the first of each kind, across growth.
+TEST(Segments, FirstOfEachKindIsNotedWhilePushing) {
+    CountingArena a;
+    Segments t;
+    EXPECT_EQ(first_always(t), nullptr);
+    EXPECT_EQ(first_always(t, kAlwaysChoice), nullptr);
+    const uint8_t kinds[] = {0, 0, kAlwaysChoice, 0, 0, 0, 0, 0, 0, kAlwaysNamed, kAlwaysChoice, kAlwaysNamed};
+    uint32_t i = 0;
+    for (uint8_t k : kinds) ASSERT_TRUE(t.push(Segment{i++, 1, 1, 0, k}, a.arena(), 1));
+    ASSERT_GT(a.calls, 1);  // it grew past the first block
+    ASSERT_NE(first_always(t), nullptr);
+    EXPECT_EQ(first_always(t)->start, 9u);
+    ASSERT_NE(first_always(t, kAlwaysChoice), nullptr);
+    EXPECT_EQ(first_always(t, kAlwaysChoice)->start, 2u);
+    EXPECT_EQ(first_always(t, 0), nullptr);
+    EXPECT_EQ(first_always(t, 3), nullptr);
+}
+
 TEST(Segments, ArenaFailureIsReported) {
     std::string q;
     for (int i = 0; i < 200; i++) q += "a=1&";
@@ -122,6 +140,7 @@ TEST(Segments, CookiesScannedOnceServeTheUidTheRewriteAndTheList) {
     std::vector<char> out(cookie_rewrite_max_len(h.size()));
     CookieRewrite r = emit_cookie_header(h, t, granted_all, out.data());
     EXPECT_EQ(std::string(out.data(), r.len), "_ga=1; lang=en; _gat=2");
+    EXPECT_EQ(plan_cookie_rewrite(h, t, granted_all).len, r.len);
     EXPECT_EQ(r.removed, 1u);
     EXPECT_EQ(r.kept, 3u);
 
@@ -129,6 +148,7 @@ TEST(Segments, CookiesScannedOnceServeTheUidTheRewriteAndTheList) {
     denied.denied = purpose_bit(1);
     r = emit_cookie_header(h, t, denied, out.data());
     EXPECT_EQ(std::string(out.data(), r.len), "lang=en");
+    EXPECT_EQ(plan_cookie_rewrite(h, t, denied).len, r.len);
 
     char buf[64];
     NameList names(buf, sizeof buf);
@@ -151,4 +171,31 @@ TEST(Segments, NoUidNameFindsNoUidCookie) {
     Segments q;
     ASSERT_TRUE(scan_query("=x&a=1", nullptr, "", &q, heap.arena()));
     EXPECT_FALSE(token_value("=x&a=1", q, &v));
+}
+
+// The module allocates the rewritten header by plan_cookie_rewrite, and
+// drops a header it says keeps nothing: it must agree with the rewrite in
+// every case, including one that grows.
+TEST(Segments, CookieRewritePlanIsWhatTheRewriteWrites) {
+    StripRules rules;
+    ASSERT_TRUE(rules.add(1, "_g*", nullptr));
+    Removal denied;
+    denied.denied = purpose_bit(1);
+    for (const std::string h : {"a=1;b=2;c=3;_gid=x", "_ga=1; _gid=2", "a=1; b=2", " ; ;", "", "_gx=1;;a=2 ;  b"}) {
+        HeapArena heap;
+        Segments t;
+        ASSERT_TRUE(scan_cookie_header(h, &rules, "", &t, heap.arena()));
+        std::vector<char> out(cookie_rewrite_max_len(h.size()) + 1);
+        const CookieRewrite r = emit_cookie_header(h, t, denied, out.data());
+        const CookieRewrite plan = plan_cookie_rewrite(h, t, denied);
+        EXPECT_EQ(plan.len, r.len) << h;
+        EXPECT_EQ(plan.kept, r.kept) << h;
+        EXPECT_EQ(plan.removed, r.removed) << h;
+    }
+    HeapArena heap;
+    Segments t;
+    const std::string grows = "a=1;b=2;c=3;_gid=x";
+    ASSERT_TRUE(scan_cookie_header(grows, &rules, "", &t, heap.arena()));
+    EXPECT_EQ(plan_cookie_rewrite(grows, t, denied).len, std::string("a=1; b=2; c=3").size());
+    EXPECT_EQ(plan_cookie_rewrite(grows, t, Removal{}).len, grows.size());  // nothing removed: copied as it came
 }

@@ -44,6 +44,19 @@ protected:
         return std::string(out, n);
     }
 
+    // A PURL token sealed under key id 300, which `ring` does not hold.
+    static std::string mint_under_key_300(const uint8_t* nonce = nullptr) {
+        KeyRing other;
+        std::string err;
+        EXPECT_TRUE(other.add(make_key(300, Suite::xchacha20poly1305, 0x11), false, &err));
+        TokenClaims c;
+        c.set("cust-42", "");
+        c.issued_at = kNow;
+        c.expires_at = kNow + 60;
+        char out[kMaxTokenTextOut];
+        return std::string(out, seal_token(*other.find(300), TokenKind::purl, c, nonce, out, sizeof out));
+    }
+
     TokenStatus open(const std::string& text, ExpectKind expect = ExpectKind::purl) {
         TokenHeader h;
         return open_token(text, expect, ring, kNow, &h, &claims);
@@ -136,18 +149,33 @@ TEST_F(TokenTest, WrongKindIsInvalid) {
 }
 
 TEST_F(TokenTest, UnknownKeyId) {
-    KeyRing other;
-    std::string err;
-    ASSERT_TRUE(other.add(make_key(300, Suite::xchacha20poly1305, 0x11), false, &err));
-    TokenClaims c;
-    c.set("cust-42", "");
-    c.issued_at = kNow;
-    c.expires_at = kNow + 60;
-    char out[kMaxTokenTextOut];
-    const size_t n = seal_token(*other.find(300), TokenKind::purl, c, nullptr, out, sizeof out);
     TokenHeader h;
-    EXPECT_EQ(open_token(std::string(out, n), ExpectKind::purl, ring, kNow, &h, &claims), TokenStatus::unknown_key);
+    EXPECT_EQ(open_token(mint_under_key_300(), ExpectKind::purl, ring, kNow, &h, &claims), TokenStatus::unknown_key);
     EXPECT_EQ(h.key_id, 300);
+}
+
+// open_sealed decodes the header's characters before the rest; the status
+// must still be the one a whole decode first gives: a malformed rest is
+// `invalid` even under a key id the ring lacks, and a well formed token
+// under such a key is `unknown_key` at every length that decodes, down to
+// the bare header.
+TEST_F(TokenTest, UnknownKeyIdOnlyWhenTheWholeTextDecodes) {
+    const uint8_t nonce[kMaxNonceBytes] = {};  // zero bits after the header: its 7 characters decode alone
+    const std::string text = mint_under_key_300(nonce);
+    for (size_t pos = 8; pos < text.size(); pos++) {
+        std::string bad = text;
+        bad[pos] = '*';
+        EXPECT_EQ(open(bad), TokenStatus::invalid) << pos;
+    }
+    std::string odd = text + "A";
+    while (odd.size() % 4 != 1) odd += "A";
+    EXPECT_EQ(open(odd), TokenStatus::invalid);  // a length no base64 text has
+    EXPECT_EQ(open(text.substr(0, 7)), TokenStatus::unknown_key);  // the header alone
+    EXPECT_EQ(open(text.substr(0, 8)), TokenStatus::unknown_key);
+    EXPECT_EQ(open(text.substr(0, 6)), TokenStatus::invalid);  // not even the header
+    std::string bad_head = text;
+    bad_head[3] = '*';
+    EXPECT_EQ(open(bad_head), TokenStatus::invalid);
 }
 
 TEST_F(TokenTest, SuiteMustMatchTheKeysSuite) {
