@@ -9,13 +9,15 @@ request; (I(N2) - I(N1)) / (N2 - N1) cancels start-up and shutdown. Only
 user-space instructions count: the kernel's share (the network) is the
 same for every scenario anyway (same syscalls per request).
 
-  bench/request_icount.py [--scenarios B2,B3,B4,B5,B6,B7,B4R,B4C] [--n1 300 --n2 1300]
+  bench/request_icount.py [--scenarios B2,B3,B3N,B4,B5,B6,B7,B4R,B4C] [--n1 300 --n2 1300]
       (B7: a UID cookie of a new subject on every request, so every request
       is a cache miss and a Redis lookup; each run mints its own subjects.
       B4R: B4 with a Referer that has a query but no token, so B4R less B4
       is what checking the Referer for the token costs;
       B4C: B4 with a choice cookie of the same answers instead of the UID
-      cookie: no subject, so no cache lookup)
+      cookie: no subject, so no cache lookup;
+      B3N: B3 without the query, an anonymous visitor with nothing to
+      strip: what `consent on` costs when there is nothing to do)
       [--annotate]   print the functions that add most per request (the
                      N2 run less the N1 run, less B1's) and keep the four
                      callgrind files in build-release/macro/
@@ -80,7 +82,7 @@ def run_once(bench, name, conf, query, headers, n, keep_out=None, cache_sim=Fals
             q, hs = query, headers
             if fields is not None:
                 q, hs = macro.fill(q, *fields[i]), [(k, macro.fill(v, *fields[i])) for k, v in hs]
-            conn.putrequest("GET", macro.PATH + "?" + q, skip_host=True, skip_accept_encoding=True)
+            conn.putrequest("GET", macro.PATH + ("?" + q if q else ""), skip_host=True, skip_accept_encoding=True)
             for k, v in hs:
                 conn.putheader(k, v)
             conn.endheaders()
@@ -158,6 +160,9 @@ def main():
         b6 = (macro.forged(bench.keys.mint("purl", "victim", "x")), macro.forged(bench.keys.mint("uid", "victim")))
         specs = {"B1": (None, False, True, (bench.uid, "")), "B2": ("off", False, True, (bench.uid, "")),
                  "B3": ("on", False, False, ("", "")), "B4": ("on", False, True, (bench.uid, "")),
+                 # B3 without the query: nothing to find, open or strip (the
+                 # most a fast path for anonymous visitors could save)
+                 "B3N": ("on", False, False, ("", "")),
                  "B5": ("on", True, True, (bench.purl, bench.uid)), "B6": ("on", True, True, b6),
                  # a UID cookie of a new subject every request: a cache miss, a lookup
                  "B7": ("on", False, True, None),
@@ -175,6 +180,8 @@ def main():
             q, hs = macro.request_template(purl, cookie, macro.CHOICE_COOKIE if s == "B4C" else "__Host-vid")
             if s == "B4R":
                 hs = hs + [("Referer", REFERER)]
+            if s == "B3N":
+                q = ""
             every = fields is None
             if not every:
                 q, hs = macro.fill(q, *fields), [(k, macro.fill(v, *fields)) for k, v in hs]
