@@ -9,7 +9,10 @@ namespace consent {
 
 namespace {
 
-constexpr bool is_blank(char c) { return c == ' ' || c == '\t'; }
+// Most bytes tested are not blank, and most are above ' ': one compare.
+constexpr bool is_blank(char c) {
+    return static_cast<unsigned char>(c) <= ' ' && (c == ' ' || c == '\t');
+}
 
 std::string_view trim(std::string_view s) noexcept {
     while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
@@ -24,10 +27,9 @@ struct Pair {
 };
 
 // Calls f(pair, offset of the raw pair in s) for every non-empty pair, in
-// one pass over the bytes: names are short and scanned in place, values
-// are skipped with memchr.
+// one pass over the bytes (scan::find_pair).
 template <typename F>
-void for_each_pair(std::string_view s, F&& f) noexcept {
+[[gnu::always_inline]] inline void for_each_pair(std::string_view s, F&& f) noexcept {
     const char* const base = s.data();
     const char* const end = base + s.size();
     const char* p = base;
@@ -35,12 +37,9 @@ void for_each_pair(std::string_view s, F&& f) noexcept {
         const char* const raw = p;
         while (p < end && is_blank(*p)) p++;
         const char* const start = p;
-        p = scan::find_either(p, end, '=', ';');
-        const char* name_end = p;
-        if (p < end && *p == '=') {
-            const void* semi = std::memchr(p, ';', static_cast<size_t>(end - p));
-            p = semi ? static_cast<const char*>(semi) : end;
-        }
+        const scan::PairEnds e = scan::find_pair<false>(base, start, end, ';', ';');
+        const char* name_end = e.name_end;
+        p = e.end;
         const char* text_end = p;
         while (text_end > start && is_blank(text_end[-1])) text_end--;
         while (name_end > start && is_blank(name_end[-1])) name_end--;

@@ -69,26 +69,21 @@ struct ArgName {
 };
 
 // Calls f(segment, raw name, whether the name holds a '%') for every
-// non-empty '&'-separated segment, in one pass: the name is scanned in
-// place (its '%' found on the way to its end), the value skipped with
-// memchr.
+// non-empty '&'-separated segment, in one pass over the bytes
+// (scan::find_pair, which notes the '%' on the way to the name's end).
 template <typename F>
-void for_each_segment(std::string_view query, F&& f) noexcept {
-    const char* p = query.data();
-    const char* const end = p + query.size();
+[[gnu::always_inline]] inline void for_each_segment(std::string_view query, F&& f) noexcept {
+    const char* const begin = query.data();
+    const char* const end = begin + query.size();
+    const char* p = begin;
     while (p < end) {
         const char* const start = p;
-        p = scan::find_any3(p, end, '=', '&', '%');
-        const bool encoded = p < end && *p == '%';
-        if (encoded) p = scan::find_either(p + 1, end, '=', '&');
-        const char* const name_end = p;
-        if (p < end && *p == '=') {
-            const void* amp = std::memchr(p, '&', static_cast<size_t>(end - p));
-            p = amp ? static_cast<const char*>(amp) : end;
-        }
+        const scan::PairEnds e = scan::find_pair<true>(begin, start, end, '&', '%');
+        const char* const name_end = e.name_end;
+        p = e.end;
         if (p > start &&
             !f(std::string_view(start, static_cast<size_t>(p - start)),
-               std::string_view(start, static_cast<size_t>(name_end - start)), encoded))
+               std::string_view(start, static_cast<size_t>(name_end - start)), e.marked))
             return;
         p++;  // the '&', or past the end
     }
