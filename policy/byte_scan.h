@@ -1,4 +1,5 @@
-// Byte searches eight bytes at a time (SWAR), or sixteen with SSE2.
+// Byte searches eight bytes at a time (SWAR), or sixteen (SSE2, or two
+// words where the CPU has no SSE2).
 // Argument and cookie names are a few bytes long and values a few dozen: a
 // memchr call costs more than scanning them, and a byte-at-a-time loop
 // three compares per byte.
@@ -79,40 +80,57 @@ inline Masks16 masks16_bytes(const char* q, const char* end, char sep, char mark
     return m;
 }
 
-#if defined(__SSE2__)
-// Bit i: byte i of b is c.
-inline unsigned equal16(__m128i b, char c) noexcept {
-    return static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(b, _mm_set1_epi8(c))));
+// Bit i: byte i of the 16 bytes lo, hi (little-endian words) is c. Exact,
+// unlike bytes_equal: each byte's test cannot borrow from its neighbour.
+// The portable block test, for CPUs without SSE2 (Debian's arm64).
+inline unsigned equal16_swar(uint64_t lo, uint64_t hi, char c) noexcept {
+    constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7full;
+    const uint64_t pattern = kOnes * static_cast<unsigned char>(c);
+    const auto zero_bytes = [](uint64_t x) {  // high bit of each zero byte
+        return ~(((x & kLow7) + kLow7) | x | kLow7);
+    };
+    // the eight high bits, gathered into the top byte: no two partial
+    // products land on one bit, so nothing carries
+    const auto gather = [](uint64_t z) { return static_cast<unsigned>(((z >> 7) * 0x0102040810204080ull) >> 56); };
+    return gather(zero_bytes(lo ^ pattern)) | gather(zero_bytes(hi ^ pattern)) << 8;
 }
+
+inline Masks16 block16_swar(const char* at, char sep, char mark, bool with_mark) noexcept {
+    const uint64_t lo = load8(at), hi = load8(at + 8);
+    return Masks16{equal16_swar(lo, hi, '='), equal16_swar(lo, hi, sep), with_mark ? equal16_swar(lo, hi, mark) : 0};
+}
+
+// The masks of the 16 bytes at `at`.
+template <bool kMark>
+inline Masks16 block16(const char* at, char sep, char mark) noexcept {
+#if defined(__SSE2__)
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at));
+    const auto equal = [b](char c) {
+        return static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(b, _mm_set1_epi8(c))));
+    };
+    return Masks16{equal('='), equal(sep), kMark ? equal(mark) : 0};
+#else
+    return block16_swar(at, sep, mark, kMark);
 #endif
+}
 
 // The last block of a buffer: its last 16 bytes, the bits before q shifted
 // out, so nothing past `end` is read; byte by byte when the whole buffer
 // is shorter than that.
 template <bool kMark>
 inline Masks16 masks16_last(const char* begin, const char* q, const char* end, char sep, char mark) noexcept {
-#if defined(__SSE2__)
     if (end - begin >= 16) {
         const unsigned shift = static_cast<unsigned>(q - (end - 16));
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(end - 16));
-        return Masks16{equal16(b, '=') >> shift, equal16(b, sep) >> shift, kMark ? equal16(b, mark) >> shift : 0};
+        const Masks16 m = block16<kMark>(end - 16, sep, mark);
+        return Masks16{m.eq >> shift, m.sep >> shift, m.mark >> shift};
     }
-#else
-    (void)begin;
-#endif
     return masks16_bytes(q, end, sep, kMark ? mark : sep);
 }
 
-// As masks16_bytes, sixteen bytes at once where the CPU has SSE2.
-// begin <= q < end.
+// As masks16_bytes, sixteen bytes at once. begin <= q < end.
 template <bool kMark>
 inline Masks16 masks16(const char* begin, const char* q, const char* end, char sep, char mark) noexcept {
-#if defined(__SSE2__)
-    if (__builtin_expect(end - q >= 16, 1)) {
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-        return Masks16{equal16(b, '='), equal16(b, sep), kMark ? equal16(b, mark) : 0};
-    }
-#endif
+    if (__builtin_expect(end - q >= 16, 1)) return block16<kMark>(q, sep, mark);
     return masks16_last<kMark>(begin, q, end, sep, mark);
 }
 

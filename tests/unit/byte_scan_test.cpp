@@ -138,3 +138,40 @@ TEST(ByteScan, AsciiIequalAgreesWithTheByteModel) {
     }
     EXPECT_GT(equal, 10000);  // the equal case is exercised, not only the unequal
 }
+
+// The block test CPUs without SSE2 use, checked here on every CPU: every
+// byte value, next to the ones it could be confused with (a byte one off,
+// or differing only in its top bit, next to a match).
+TEST(ByteScan, PortableBlockTestIsExact) {
+    std::mt19937 rng(16122026);
+    const char specials[] = {'=', ';', '&', '%'};
+    for (int round = 0; round < 100000; round++) {
+        char block[16];
+        for (char& c : block) {
+            const unsigned r = rng() % 4;
+            const char s = specials[rng() % 4];
+            c = r == 0 ? s : r == 1 ? static_cast<char>(s ^ 0x80) : r == 2 ? static_cast<char>(s + (rng() % 2 ? 1 : -1))
+                                                                             : static_cast<char>(rng());
+        }
+        const char sep = specials[1 + rng() % 2];
+        const scan::Masks16 want = scan::masks16_bytes(block, block + 16, sep, '%');
+        const scan::Masks16 got = scan::block16_swar(block, sep, '%', true);
+        ASSERT_EQ(got.eq, want.eq) << round;
+        ASSERT_EQ(got.sep, want.sep) << round;
+        ASSERT_EQ(got.mark, want.mark) << round;
+        ASSERT_EQ(scan::block16_swar(block, sep, '%', false).mark, 0u);
+    }
+    // every byte value at every position
+    for (int v = 0; v < 256; v++) {
+        for (int at = 0; at < 16; at++) {
+            char block[16];
+            std::memset(block, 'x', sizeof block);
+            block[at] = static_cast<char>(v);
+            const scan::Masks16 want = scan::masks16_bytes(block, block + 16, ';', '%');
+            const scan::Masks16 got = scan::block16_swar(block, ';', '%', true);
+            ASSERT_EQ(got.eq, want.eq) << v << " at " << at;
+            ASSERT_EQ(got.sep, want.sep) << v << " at " << at;
+            ASSERT_EQ(got.mark, want.mark) << v << " at " << at;
+        }
+    }
+}
