@@ -25,10 +25,24 @@ inline uint64_t bytes_equal(uint64_t w, unsigned char c) noexcept {
     return (x - kOnes) & ~x & kHighs;
 }
 
+// Little-endian loads on every CPU: the first byte is the low byte, which
+// is what the bit tricks here (and the strip rules' heads) count on.
 inline uint64_t load8(const char* p) noexcept {
     uint64_t w;
     std::memcpy(&w, p, 8);
-    return w;  // little-endian: the first byte is the low byte
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+inline uint32_t load4(const char* p) noexcept {
+    uint32_t w;
+    std::memcpy(&w, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap32(w);
+#endif
+    return w;
 }
 
 // The first byte in [p, end) equal to a or b, or end.

@@ -16,19 +16,16 @@ bool lowered_equal(const char* s, std::string_view lowered) noexcept {
     return true;
 }
 
-// The first min(8, n) bytes at b in the low bytes of a little-endian word
+// The first min(8, n) bytes at s in the low bytes of a little-endian word
 // (the rest zero). Short names without a loop: two loads that overlap, or
 // three bytes.
 inline uint64_t head8(const char* s, size_t n) noexcept {
     const auto* b = reinterpret_cast<const unsigned char*>(s);
     uint64_t w = 0;
     if (n >= 8) {
-        std::memcpy(&w, b, 8);
+        w = scan::load8(s);
     } else if (n >= 4) {
-        uint32_t lo, hi;
-        std::memcpy(&lo, b, 4);
-        std::memcpy(&hi, b + n - 4, 4);
-        w = lo | uint64_t(hi) << (8 * (n - 4));
+        w = scan::load4(s) | uint64_t(scan::load4(s + n - 4)) << (8 * (n - 4));
     } else if (n > 0) {
         w = uint64_t(b[0]) | uint64_t(b[n / 2]) << (8 * (n / 2)) | uint64_t(b[n - 1]) << (8 * (n - 1));
     }
