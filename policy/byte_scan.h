@@ -27,23 +27,23 @@ inline uint64_t bytes_equal(uint64_t w, unsigned char c) noexcept {
 
 // Little-endian loads on every CPU: the first byte is the low byte, which
 // is what the bit tricks here (and the strip rules' heads) count on.
-inline uint64_t load8(const char* p) noexcept {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
+template <typename Word>
+inline Word load_le(const char* p) noexcept {
+    static_assert(sizeof(Word) == 4 || sizeof(Word) == 8, "a 4- or 8-byte word");
+    Word w;
+    std::memcpy(&w, p, sizeof w);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
+    if constexpr (sizeof(Word) == 8) {
+        w = __builtin_bswap64(w);
+    } else {
+        w = __builtin_bswap32(w);
+    }
 #endif
     return w;
 }
 
-inline uint32_t load4(const char* p) noexcept {
-    uint32_t w;
-    std::memcpy(&w, p, 4);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap32(w);
-#endif
-    return w;
-}
+inline uint64_t load8(const char* p) noexcept { return load_le<uint64_t>(p); }
+inline uint32_t load4(const char* p) noexcept { return load_le<uint32_t>(p); }
 
 // The first byte in [p, end) equal to a or b, or end.
 inline const char* find_either(const char* p, const char* end, char a, char b) noexcept {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "policy/byte_scan.h"
+#include "tests/unit/byte_scan_model.h"
 
 #if defined(__SSE2__)
 #error "built with SSE2: this test would check the SSE2 path again"
@@ -24,25 +25,13 @@ unsigned next() {  // xorshift64
     return static_cast<unsigned>(state >> 32);
 }
 
-scan::PairEnds model(const char* p, const char* end, char sep, char mark) {
-    scan::PairEnds r{end, end, false};
-    const char* q = p;
-    while (q < end && *q != '=' && *q != sep) r.marked |= *q++ == mark;
-    r.name_end = q;
-    if (q < end && *q == '=') {
-        while (q < end && *q != sep) q++;
-    }
-    r.end = q;
-    return r;
-}
-
 template <bool kMark>
 bool check(const char* text, size_t len, char sep, char mark) {
     char* buf = static_cast<char*>(std::malloc(len ? len : 1));  // exact size
     std::memcpy(buf, text, len);
     bool ok = true;
     for (size_t at = 0; at <= len && ok; at++) {
-        const scan::PairEnds want = model(buf + at, buf + len, sep, mark);
+        const scan::PairEnds want = test::find_pair_model(buf + at, buf + len, sep, mark);
         const scan::PairEnds got = scan::find_pair<kMark>(buf, buf + at, buf + len, sep, mark);
         ok = got.name_end == want.name_end && got.end == want.end && (!kMark || got.marked == want.marked);
         if (!ok) std::fprintf(stderr, "mismatch: '%.*s' from %zu\n", static_cast<int>(len), text, at);

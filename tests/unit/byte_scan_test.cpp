@@ -5,6 +5,7 @@
 // buffer is allocated at its exact size, so the ASan leg catches a read
 // past its end.
 #include "policy/byte_scan.h"
+#include "tests/unit/byte_scan_model.h"
 
 #include <gtest/gtest.h>
 
@@ -18,18 +19,6 @@ using namespace consent;
 
 namespace {
 
-scan::PairEnds model(const char* p, const char* end, char sep, char mark) {
-    scan::PairEnds r{end, end, false};
-    const char* q = p;
-    while (q < end && *q != '=' && *q != sep) r.marked |= *q++ == mark;
-    r.name_end = q;
-    if (q < end && *q == '=') {
-        while (q < end && *q != sep) q++;
-    }
-    r.end = q;
-    return r;
-}
-
 template <bool kMark>
 void check_all_starts(const std::string& text, char sep, char mark) {
     std::unique_ptr<char[]> buf(new char[text.size() ? text.size() : 1]);
@@ -37,7 +26,7 @@ void check_all_starts(const std::string& text, char sep, char mark) {
     const char* const begin = buf.get();
     const char* const end = begin + text.size();
     for (size_t at = 0; at <= text.size(); at++) {
-        const scan::PairEnds want = model(begin + at, end, sep, mark);
+        const scan::PairEnds want = test::find_pair_model(begin + at, end, sep, mark);
         const scan::PairEnds got = scan::find_pair<kMark>(begin, begin + at, end, sep, mark);
         ASSERT_EQ(got.name_end - begin, want.name_end - begin) << "'" << text << "' from " << at;
         ASSERT_EQ(got.end - begin, want.end - begin) << "'" << text << "' from " << at;
