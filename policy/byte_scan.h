@@ -45,19 +45,6 @@ inline Word load_le(const char* p) noexcept {
 inline uint64_t load8(const char* p) noexcept { return load_le<uint64_t>(p); }
 inline uint32_t load4(const char* p) noexcept { return load_le<uint32_t>(p); }
 
-// The first byte in [p, end) equal to a or b, or end.
-inline const char* find_either(const char* p, const char* end, char a, char b) noexcept {
-    while (end - p >= 8) {
-        const uint64_t w = load8(p);
-        const uint64_t hit = bytes_equal(w, static_cast<unsigned char>(a)) |
-                             bytes_equal(w, static_cast<unsigned char>(b));
-        if (hit) return p + (__builtin_ctzll(hit) >> 3);
-        p += 8;
-    }
-    while (p < end && *p != a && *p != b) p++;
-    return p;
-}
-
 // True when some byte of [p, end) is c.
 inline bool contains(const char* p, const char* end, char c) noexcept {
     while (end - p >= 8) {

@@ -80,7 +80,7 @@ bool scan_cookie_header(std::string_view header, const StripRules* rules, std::s
 namespace {
 
 bool always_value(std::string_view header, const Segments& table, uint8_t kind, std::string_view* value) noexcept {
-    const Segment* s = first_always(table, kind);
+    const Segment* s = table.first(kind);
     if (s == nullptr) return false;
     // The name ends at the first '=' or is the whole pair. Surrounding
     // blanks are not part of a value (RFC 6265 section 5.2).

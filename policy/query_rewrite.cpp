@@ -136,7 +136,7 @@ bool scan_query(std::string_view query, const StripRules* rules, std::string_vie
 }
 
 bool token_value(std::string_view query, const Segments& table, std::string_view* raw_value) noexcept {
-    const Segment* s = first_always(table);
+    const Segment* s = table.first(kAlwaysNamed);
     if (s == nullptr) return false;
     *raw_value = s->len > s->name_len ? query.substr(s->start + s->name_len + 1, s->len - s->name_len - 1)
                                       : std::string_view();
@@ -191,7 +191,7 @@ __attribute__((noinline)) bool may_be_named(const char* p, const char* end, std:
         const char* const next = p + name.size();
         if (next == end || *next == '=' || *next == '&' || *next == '#' || *next == ' ' || *next == '%') return true;
     }
-    return scan::contains(p, scan::find_either(p, end, '=', '&'), '%');
+    return scan::find_pair<true>(p, p, end, '&', '%').marked;  // a '%' in its name
 }
 
 // Whether an argument from the candidate p on (a byte after '?' or '&'

@@ -93,12 +93,6 @@ inline bool removes_any(const Segments& table, const Removal& removal) noexcept 
     return false;
 }
 
-// The first token argument or UID cookie (or, with kAlwaysChoice, choice
-// cookie) of `table`, or null.
-inline const Segment* first_always(const Segments& table, uint8_t kind = kAlwaysNamed) noexcept {
-    return table.first(kind);
-}
-
 // A heap arena for tests and tools: frees what it handed out when destroyed.
 class HeapArena {
 public:

@@ -53,22 +53,22 @@ TEST(Segments, GrowsFromTheHintAndKeepsOrder) {
     EXPECT_EQ(a.calls, 5);
 }
 
-// first_always reads what push noted: the first of each kind, across growth.
+// first() reads what push noted: the first of each kind, across growth.
 TEST(Segments, FirstOfEachKindIsNotedWhilePushing) {
     CountingArena a;
     Segments t;
-    EXPECT_EQ(first_always(t), nullptr);
-    EXPECT_EQ(first_always(t, kAlwaysChoice), nullptr);
+    EXPECT_EQ(t.first(kAlwaysNamed), nullptr);
+    EXPECT_EQ(t.first(kAlwaysChoice), nullptr);
     const uint8_t kinds[] = {0, 0, kAlwaysChoice, 0, 0, 0, 0, 0, 0, kAlwaysNamed, kAlwaysChoice, kAlwaysNamed};
     uint32_t i = 0;
     for (uint8_t k : kinds) ASSERT_TRUE(t.push(Segment{i++, 1, 1, 0, k}, a.arena(), 1));
     ASSERT_GT(a.calls, 1);  // it grew past the first block
-    ASSERT_NE(first_always(t), nullptr);
-    EXPECT_EQ(first_always(t)->start, 9u);
-    ASSERT_NE(first_always(t, kAlwaysChoice), nullptr);
-    EXPECT_EQ(first_always(t, kAlwaysChoice)->start, 2u);
-    EXPECT_EQ(first_always(t, 0), nullptr);
-    EXPECT_EQ(first_always(t, 3), nullptr);
+    ASSERT_NE(t.first(kAlwaysNamed), nullptr);
+    EXPECT_EQ(t.first(kAlwaysNamed)->start, 9u);
+    ASSERT_NE(t.first(kAlwaysChoice), nullptr);
+    EXPECT_EQ(t.first(kAlwaysChoice)->start, 2u);
+    EXPECT_EQ(t.first(0), nullptr);
+    EXPECT_EQ(t.first(3), nullptr);
 }
 
 TEST(Segments, ArenaFailureIsReported) {
