@@ -87,57 +87,64 @@ bool StripRules::add(unsigned purpose, std::string_view pattern, std::string* er
     return true;
 }
 
-// Rebuilt whole on every add (a counting sort by bucket): configurations
-// hold tens of patterns, and only the reading side is on the request path.
+// Rebuilt whole on every add: configurations hold tens of patterns, and
+// only the reading side is on the request path.
 void StripRules::pack() {
-    std::vector<size_t> where(patterns_.size());
-    size_t count[kBuckets + 1] = {};
-    for (size_t i = 0; i < patterns_.size(); i++) {
-        const std::string& text = patterns_[i].text;
-        where[i] = text.size() >= 2 ? bucket(lowered_head(text) & head_mask(text.size())) : kBuckets;
-        count[where[i]]++;
-    }
-    size_t next[kBuckets + 1];
-    size_t at = 0;
-    for (size_t b = 0; b <= kBuckets; b++) {
-        begin_[b] = static_cast<uint16_t>(at);
-        next[b] = at;
-        at += count[b];
-    }
-    begin_[kBuckets + 1] = static_cast<uint16_t>(at);
-
-    std::vector<Rule> rules(patterns_.size());
-    std::string tails;
-    for (size_t i = 0; i < patterns_.size(); i++) {
-        const Pattern& p = patterns_[i];
+    const auto rule_of = [](const Pattern& p, uint32_t tail) {
         const uint64_t mask = head_mask(p.text.size());
-        rules[next[where[i]]++] = Rule{lowered_head(p.text) & mask, mask, static_cast<uint32_t>(p.text.size()),
-                                       static_cast<uint32_t>(tails.size()), static_cast<uint8_t>(p.prefix),
-                                       static_cast<uint8_t>(p.purpose)};
+        uint64_t case_bits = 0;
+        for (size_t i = 0; i < p.text.size() && i < 8; i++) {
+            if (p.text[i] >= 'a' && p.text[i] <= 'z') case_bits |= uint64_t(0x20) << (8 * i);
+        }
+        return Rule{lowered_head(p.text) & mask, mask, case_bits, static_cast<uint32_t>(p.text.size()), tail,
+                    static_cast<uint8_t>(p.prefix), static_cast<uint8_t>(p.purpose)};
+    };
+    std::vector<Rule> long_rules[kBuckets], short_rules;
+    std::string tails;
+    for (const Pattern& p : patterns_) {
+        const Rule r = rule_of(p, static_cast<uint32_t>(tails.size()));
         if (p.text.size() > 8) tails.append(p.text, 8, std::string::npos);
+        if (p.text.size() >= 3) {
+            long_rules[bucket(r.head)].push_back(r);
+        } else {
+            short_rules.push_back(r);
+        }
     }
+    std::vector<Rule> rules;
+    for (size_t b = 0; b < kBuckets; b++) {
+        begin_[b] = static_cast<uint32_t>(rules.size());
+        rules.insert(rules.end(), long_rules[b].begin(), long_rules[b].end());
+    }
+    begin_[kShort] = static_cast<uint32_t>(rules.size());
+    rules.insert(rules.end(), short_rules.begin(), short_rules.end());
+    begin_[kShort + 1] = static_cast<uint32_t>(rules.size());
     rules_ = std::move(rules);
     tails_ = std::move(tails);
 }
 
 // `name` is not empty and starts with a byte some pattern starts with.
 PurposeMask StripRules::owners_of_claimed(std::string_view name) const noexcept {
-    const uint64_t head = lowered_head(name);
+    const uint64_t head = head8(name.data(), name.size());  // not lowered: see Rule
+    const Rule* const short_end = rules_.data() + begin_[kShort + 1];
+    // Its bucket's rules, then the short ones; or, for a name too short
+    // for a bucket, the short ones only. One loop over up to two runs.
+    const size_t b = name.size() >= 3 ? bucket(head) : kShort;
+    const Rule* r = rules_.data() + begin_[b];
+    const Rule* end = rules_.data() + begin_[b + 1];
     PurposeMask m = 0;
-    // The head first: it turns down most of a bucket's rules by itself.
-    auto check = [&](const Rule& r) {
-        if ((head & r.head_mask) != r.head) return;
-        if (r.prefix ? name.size() < r.len : name.size() != r.len) return;
-        if (r.len <= 8 || lowered_equal(name.data() + 8, std::string_view(tails_.data() + r.tail, r.len - 8)))
-            m |= purpose_bit(r.purpose);
-    };
-    const Rule* const rules = rules_.data();
-    for (size_t i = begin_[kBuckets]; i < begin_[kBuckets + 1]; i++) check(rules[i]);
-    if (name.size() >= 2) {
-        const size_t b = bucket(head);
-        for (size_t i = begin_[b]; i < begin_[b + 1]; i++) check(rules[i]);
+    for (;;) {
+        for (; r != end; r++) {
+            // The head first: it turns down most of a bucket's rules by itself.
+            if (((head | r->case_bits) & r->head_mask) != r->head) continue;
+            if (r->prefix ? name.size() < r->len : name.size() != r->len) continue;
+            if (r->len <= 8 ||
+                lowered_equal(name.data() + 8, std::string_view(tails_.data() + r->tail, r->len - 8)))
+                m |= purpose_bit(r->purpose);
+        }
+        if (end == short_end) return m;
+        r = rules_.data() + begin_[kShort];
+        end = short_end;
     }
-    return m;
 }
 
 void NameList::add(std::string_view name) noexcept {

@@ -46,9 +46,14 @@ private:
     // bucket and a string per rule spread over the heap.
     struct Rule {
         // The first (up to) 8 bytes of text as one word, so that most
-        // rules are turned down by one compare of the name's first word.
+        // rules are turned down by one compare of the name's first word:
+        // (name's word | case_bits) & head_mask == head. case_bits has 0x20
+        // in each byte where text has a letter, which folds the name's
+        // letter there to lowercase, and only a letter can fold onto one;
+        // so the name's word is never lowercased as a whole.
         uint64_t head;
         uint64_t head_mask;
+        uint64_t case_bits;
         uint32_t len;     // of the text: the pattern, lowered, without the '*'
         uint32_t tail;    // where the text's bytes after the first 8 start in tails_
         uint8_t prefix;
@@ -63,19 +68,26 @@ private:
     PurposeMask owners_of_claimed(std::string_view name) const noexcept;
 
     std::vector<Pattern> patterns_;
-    std::vector<Rule> rules_;  // bucket 0's rules, bucket 1's, ..., then the one-byte rules
+    std::vector<Rule> rules_;  // bucket 0's rules, bucket 1's, ..., then the short rules
     std::string tails_;
     // The first bytes patterns start with (either case): most names match
     // no pattern, and this rejects them with one lookup.
     uint64_t first_[4] = {0, 0, 0, 0};
-    // Rules of two bytes or more, by a hash of their first two (lowered):
-    // a name is compared only with the few rules its bucket holds, not with
-    // every rule that shares its first byte ('_' starts half of them).
-    // rules_[begin_[b], begin_[b + 1]) is bucket b; from begin_[kBuckets]
-    // on, the one-byte rules, which every name is compared with.
+    // Rules of three bytes or more, by a hash of their first three
+    // (lowered): a name is compared only with the rule or two its bucket
+    // holds, not with every rule that shares its first byte or two ('_'
+    // starts half of them, '_g' five of a common cookie list).
+    // rules_[begin_[b], begin_[b + 1]) is bucket b; after the last bucket
+    // come the shorter rules, which every name is compared with (there
+    // are seldom any).
     static constexpr size_t kBuckets = 64;
-    static size_t bucket(uint64_t head) { return ((head & 0xff) * 31 + (head >> 8 & 0xff)) & (kBuckets - 1); }
-    uint16_t begin_[kBuckets + 2] = {};
+    static constexpr size_t kShort = kBuckets;  // begin_[kShort]: where the short rules start
+    // By the first three bytes with 0x20 set in each: a name and a rule
+    // that match agree there up to case, so they agree after this too.
+    static size_t bucket(uint64_t head) {
+        return static_cast<size_t>((((head | 0x202020) & 0xffffff) * 0x9e3779b97f4a7c15ull) >> 58);  // 64
+    }
+    uint32_t begin_[kBuckets + 2] = {};
 };
 
 // What to remove from one request: the name that is always removed (the

@@ -259,9 +259,13 @@ TEST(StripRules, ExactAndPrefixMatchCaseInsensitively) {
     EXPECT_EQ(rules.owners(""), 0u);
 }
 
-// Randomized: the indexed matcher (first-byte bitmap, two-byte buckets,
-// one-word heads) against a plain case-insensitive loop over the patterns,
-// on a small alphabet so that heads, buckets and prefixes collide often.
+// Randomized: the indexed matcher (first-byte bitmap, three-byte buckets,
+// one-word heads folded by each rule's case bits) against a plain
+// case-insensitive loop over the patterns, on a small alphabet so that
+// heads, buckets and prefixes collide often. The alphabet holds the bytes
+// that differ from a letter only in 0x20 ('@', '[', '`', '{', DEL), which
+// a fold of every byte would wrongly match; and short patterns, which
+// every bucket is checked against.
 TEST(StripRules, RandomizedAgainstModel) {
     const std::string alphabet = "aAbB_-zZ@[`{\x7f\xc3";
     uint64_t x = 0x9e3779b97f4a7c15ull;
