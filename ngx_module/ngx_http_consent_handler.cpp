@@ -333,11 +333,9 @@ static void
 ngx_http_consent_open_choices(ngx_http_consent_ctx_t *ctx,
     ngx_http_consent_main_conf_t *cmcf, uint64_t now)
 {
-    ngx_uint_t                   i;
-    std::string_view             value;
-    consent::TokenStatus         status;
-    consent::TokenHeader         hdr;
-    consent::ChoiceClaims        claims;
+    ngx_uint_t            i;
+    std::string_view      value;
+    consent::TokenStatus  status;
 
     for (i = 0; i < ctx->ncookies; i++) {
         if (!consent::choice_value(ngx_http_consent_sv(&ctx->cookies[i].value),
@@ -352,6 +350,14 @@ ngx_http_consent_open_choices(ngx_http_consent_ctx_t *ctx,
                                                    cmcf->purposes.nelts,
                                                    &ctx->choices);
         } else {
+            /*
+             * Here, not at the top: the claims are 2 KB of zeroed names,
+             * which every anonymous request would otherwise write to the
+             * stack whether it carries a choice cookie or not.
+             */
+            consent::TokenHeader   hdr;
+            consent::ChoiceClaims  claims;
+
             status = consent::open_choice_token(value, *cmcf->keys, now, &hdr,
                                                 &claims);
             if (status == consent::TokenStatus::valid) {
