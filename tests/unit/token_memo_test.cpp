@@ -51,9 +51,13 @@ TEST(TokenMemo, OtherBytesOrKindMiss) {
     const std::string t = "AQIBAAF" + std::string(100, 'x') + "tag1";
     m.remember(ExpectKind::uid, t, claims_for("cust-1001"));
     EXPECT_FALSE(look(m, ExpectKind::purl, t).hit) << "a UID token must not answer for a PURL";
-    std::string u = t;
-    u[50] = 'y';
-    EXPECT_FALSE(look(m, ExpectKind::uid, u).hit);
+    // The same last 16 characters, so the same slot: the full comparison
+    // must tell them apart, wherever they differ.
+    for (size_t at : {size_t(0), size_t(50), t.size() - 17}) {
+        std::string u = t;
+        u[at] = 'y';
+        EXPECT_FALSE(look(m, ExpectKind::uid, u).hit) << at;
+    }
     EXPECT_FALSE(look(m, ExpectKind::uid, t.substr(0, t.size() - 1)).hit);
     EXPECT_FALSE(look(m, ExpectKind::uid, t + "x").hit);
     EXPECT_FALSE(look(m, ExpectKind::any, t).hit);
