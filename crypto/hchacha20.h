@@ -5,7 +5,7 @@
 // Why our own: libsodium's crypto_core_hchacha20 is its portable scalar
 // code, about 1,100 instructions, and every token that is not in the memo
 // pays for it, forged ones included. The four rows of the ChaCha state fit
-// four 128-bit vectors, which does the same twenty rounds in about 500.
+// four 128-bit vectors, which does the same twenty rounds in about 530.
 // Only this key derivation is ours: the keystream, Poly1305 and the tag
 // check stay libsodium's (crypto_aead_chacha20poly1305_ietf_*), composed
 // the way libsodium composes XChaCha20-Poly1305 itself.

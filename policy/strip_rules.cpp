@@ -43,9 +43,6 @@ inline uint64_t lower8(uint64_t w) noexcept {
     return w | (upper >> 2);
 }
 
-// The first min(8, size) bytes of s, lowercased.
-inline uint64_t lowered_head(std::string_view s) noexcept { return lower8(head8(s.data(), s.size())); }
-
 uint64_t head_mask(size_t len) noexcept { return len >= 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * len)) - 1; }
 
 }  // namespace
@@ -96,7 +93,8 @@ void StripRules::pack() {
         for (size_t i = 0; i < p.text.size() && i < 8; i++) {
             if (p.text[i] >= 'a' && p.text[i] <= 'z') case_bits |= uint64_t(0x20) << (8 * i);
         }
-        return Rule{lowered_head(p.text) & mask, mask, case_bits, static_cast<uint32_t>(p.text.size()), tail,
+        // p.text is lowered already (add()), and head8 zeroes what is past it.
+        return Rule{head8(p.text.data(), p.text.size()), mask, case_bits, static_cast<uint32_t>(p.text.size()), tail,
                     static_cast<uint8_t>(p.prefix), static_cast<uint8_t>(p.purpose)};
     };
     std::vector<Rule> long_rules[kBuckets], short_rules;
