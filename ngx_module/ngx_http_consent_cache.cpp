@@ -10,9 +10,10 @@
  *
  * Which cached value may be served is decided by store/cache_rules.h. The
  * zone also keeps when subjects it holds no node for were last announced
- * (announced_ms), and the subscription's heartbeat and the moment since
- * which cached values can be trusted (valid_since), these two written by
- * the one subscriber of the instance.
+ * (announced_ms), and the subscription's heartbeat, the moment since
+ * which cached values can be trusted (valid_since) and the server whose
+ * reads may be cached, these three written by the one subscriber of the
+ * instance.
  */
 
 #include "ngx_module/ngx_http_consent_cache.h"
@@ -43,6 +44,10 @@ typedef struct {
     ngx_atomic_t                   flushed_ms;    /* the last "*" */
     ngx_atomic_t                   heartbeat_ms;
     ngx_pid_t                      sub_pid;   /* the subscriber that beats */
+
+    /* the address of the server it hears (0 long: none known) */
+    size_t                         sub_server_len;
+    u_char                         sub_server[NGX_SOCKADDR_STRLEN];
 
     /*
      * For subjects without a node, by hash: when an update of one was last
@@ -298,11 +303,11 @@ ngx_http_consent_cache_get(ngx_shm_zone_t *zone, std::string_view subject,
 ngx_uint_t
 ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
     const consent::Record *record, uint64_t sent_ms, uint64_t conn_ms,
-    const consent::CacheClock &clock, consent::Record *newer,
-    ngx_cycle_t *cycle)
+    const ngx_str_t *server, const consent::CacheClock &clock,
+    consent::Record *newer, ngx_cycle_t *cycle)
 {
     uint32_t                        hash;
-    ngx_uint_t                      rc;
+    ngx_uint_t                      rc, vouched;
     ngx_http_consent_cache_t       *cache;
     ngx_http_consent_cache_node_t  *n;
 
@@ -313,8 +318,23 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
+    /*
+     * What the subscription hears, its server has applied first: a read
+     * of that server sent after an announcement has the announced version.
+     * So has one of the primary. Another replica may lag behind it (a
+     * worker that has not left a cut-off replica yet, while worker 0 has),
+     * and an announcement for a subject without a node leaves only a time
+     * behind, which a later read of it would pass: such a read answers
+     * the requests that asked, and is not cached for everyone.
+     */
+    vouched = server == NULL
+              || (server->len == cache->sh->sub_server_len
+                  && ngx_memcmp(server->data, cache->sh->sub_server,
+                                server->len) == 0);
+
     if (*ngx_http_consent_cache_announced(cache, hash) < sent_ms) {
-        n = ngx_http_consent_cache_node(cache, subject, hash, cycle);
+        n = vouched ? ngx_http_consent_cache_node(cache, subject, hash, cycle)
+                    : ngx_http_consent_cache_find(cache, subject, hash);
 
         if (n && n->purposes == cache->purposes
             && consent::slot_holds_newer(n->slot, record, clock, conn_ms))
@@ -322,7 +342,9 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
             *newer = n->slot.record;
             rc = NGX_HTTP_CONSENT_CACHE_NEWER;
 
-        } else if (n && consent::slot_store(&n->slot, record, sent_ms)) {
+        } else if (n && vouched
+                   && consent::slot_store(&n->slot, record, sent_ms))
+        {
             n->purposes = cache->purposes;
             rc = NGX_HTTP_CONSENT_CACHE_STORED;
         }
@@ -424,7 +446,8 @@ ngx_http_consent_cache_flush(ngx_shm_zone_t *zone)
  * takes to be found dead, again after every resubscribe.
  */
 void
-ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms)
+ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms,
+    const ngx_str_t *server)
 {
     ngx_pid_t                  prev;
     ngx_uint_t                 alive;
@@ -445,6 +468,12 @@ ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms)
     }
 
     cache->sh->sub_pid = ngx_pid;
+
+    /* too long to keep: then only the primary's reads are cached */
+    cache->sh->sub_server_len = server->len <= sizeof(cache->sh->sub_server)
+                                ? server->len : 0;
+    ngx_memcpy(cache->sh->sub_server, server->data,
+               cache->sh->sub_server_len);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }

@@ -34,11 +34,15 @@ ngx_uint_t ngx_http_consent_cache_get(ngx_shm_zone_t *zone,
  * connection begun at conn_ms, unless the cache holds a newer version
  * (consent::slot_holds_newer()): then that is copied to *newer, and
  * answers the read's requests instead.
+ *
+ * server: the address the read came from, NULL for the primary. A read
+ * from any other server than the one the subscription hears is never
+ * stored: it may be behind what was announced there.
  */
 ngx_uint_t ngx_http_consent_cache_store(ngx_shm_zone_t *zone,
     std::string_view subject, const consent::Record *record, uint64_t sent_ms,
-    uint64_t conn_ms, const consent::CacheClock &clock, consent::Record *newer,
-    ngx_cycle_t *cycle);
+    uint64_t conn_ms, const ngx_str_t *server, const consent::CacheClock &clock,
+    consent::Record *newer, ngx_cycle_t *cycle);
 
 /* "<subject> <v>" from the channel. */
 void ngx_http_consent_cache_announce(ngx_shm_zone_t *zone,
@@ -52,8 +56,9 @@ ngx_uint_t ngx_http_consent_cache_announced_since(ngx_shm_zone_t *zone,
 /* "*" from the channel: everything cached so far is stale. */
 void ngx_http_consent_cache_flush(ngx_shm_zone_t *zone);
 
-/* This process has just (re)subscribed to the channel. */
-void ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms);
+/* This process has just (re)subscribed to the channel, on server. */
+void ngx_http_consent_cache_subscribed(ngx_shm_zone_t *zone, uint64_t now_ms,
+    const ngx_str_t *server);
 /* This process's subscription is alive. */
 void ngx_http_consent_cache_heartbeat(ngx_shm_zone_t *zone, uint64_t now_ms);
 /* This process's subscription is gone. */

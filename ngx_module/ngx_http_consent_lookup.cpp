@@ -398,6 +398,7 @@ ngx_http_consent_lookup_reply(ngx_http_consent_redis_t *rc, redisReply *reply,
                 std::string_view((char *) p->subject, p->sn.str.len),
                 outcome == consent::LookupOutcome::record ? &record : NULL,
                 p->sent_ms, (uint64_t) rc->started,
+                rc->primary ? NULL : &rc->addr_text,
                 ngx_http_consent_cache_clock(cmcf->cache_zone, cmcf->cache_ttl,
                                              ngx_http_consent_now_ms()),
                 &record, (ngx_cycle_t *) ngx_cycle)
@@ -527,7 +528,8 @@ ngx_http_consent_subscribe_reply(ngx_http_consent_redis_t *rc,
          * not this iteration's cached time (ngx_http_consent_cache_event_ms) */
         ngx_time_update();
         w->heartbeat_rx = ngx_http_consent_now_ms();
-        ngx_http_consent_cache_subscribed(w->cmcf->cache_zone, w->heartbeat_rx);
+        ngx_http_consent_cache_subscribed(w->cmcf->cache_zone, w->heartbeat_rx,
+                                          &rc->addr_text);
     }
 }
 

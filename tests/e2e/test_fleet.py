@@ -841,9 +841,15 @@ class Fleet(unittest.TestCase):
 
     def test_4_broken_replica_link(self):
         primary = self.topo.primary
-        reads = {e.name: self.reads_of(e) for e in (self.B, self.C)}
         replica_addrs = {n.address: n for n in self.topo.replicas}
-        c_reads = [replica_addrs[a] for a in reads["C"] if a in replica_addrs]
+        # C's two workers choose their replica each: after step 3 one may
+        # still be on the other replica until its 5 s of avoidance are up
+        deadline = time.monotonic() + H.slow(15.0)
+        while True:
+            reads = {e.name: self.reads_of(e) for e in (self.B, self.C)}
+            c_reads = [replica_addrs[a] for a in reads["C"] if a in replica_addrs]
+            if len(c_reads) == 1 or time.monotonic() > deadline:
+                break
         self.assertEqual(len(c_reads), 1, "C reads %s (replicas: %s)" % (reads["C"], list(replica_addrs)))
         victim = c_reads[0]
         affected = [e for e in (self.B, self.C) if victim.address in reads[e.name]]

@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""End to end: a worker that reads a replica behind the subscription's.
+
+Each worker has its own `read` connection and chooses its replica itself;
+worker 0's subscription follows worker 0's `read`. So for a while (a
+replica one worker has left and the other has not yet, a replica that
+lags) another worker may read a replica that is behind the server where
+the update channel is heard. An announcement heard there for a subject the
+cache holds no node for leaves only a time stamp. A read of the lagging
+replica sent after it returns the older version, and if it were cached,
+every worker would serve that version, as fresh, until the cache's ttl,
+the exact failure the heartbeat exists to rule out.
+
+The rule: a read is cached only when it came from the primary or from the
+server the subscription hears (its stream carries the write before the
+announcement), the one the heartbeat vouches for. A read of another replica
+is served to the requests that asked, never cached.
+
+The situation, made deterministic with real servers (tests/e2e/topology.py):
+primary P, replicas R1 and R2, `consent_redis_read replica`, two workers.
+  1. both workers read R1 (the first replica); worker 0 subscribes there;
+  2. worker 0's `read` connection on R1 is killed (CLIENT KILL, found through
+     /proc): worker 0 leaves R1 for 5 s, reads R2, and its subscription
+     follows to R2; worker 1 stays on R1;
+  3. R1 stops applying its replication stream (CLIENT PAUSE WRITE: ROLE
+     still says "connected", reads are still answered): a lagging replica;
+  4. the subject's v2 is written on P; worker 0 hears it on R2;
+  5. worker 1 (a keep-alive connection to it) is asked: it reads R1 and
+     gets v1, source=redis, as fresh as its replica;
+  6. worker 0 is asked: it must not get v1 from the cache (before the rule
+     it did), and reads v2 from R2; worker 1, asked again, does not get v1
+     from the cache either.
+Worker 0 returns to R1 once its 5 s are up, so a run that took longer than
+that (a slow machine) is repeated, up to three times, before it fails.
+
+Run: /usr/bin/python3 tests/e2e/test_redis_replica_lag.py \
+        --module build/ngx_http_consent_module.so --consentctl build/consentctl
+"""
+import http.client
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+import test_redis_store as RS  # noqa: E402
+from topology import Topology  # noqa: E402
+
+OPTS = "timeout=%s connect_timeout=%s" % (H.slow_ms(100), H.slow_ms(200))
+CHANNEL = "consent:updates"
+
+SERVERS = """
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            consent on;
+            proxy_pass http://127.0.0.1:{up};
+{headers}
+        }}
+        location = /status {{ consent_status; }}
+        location = /pid {{ return 200 $pid; }}
+    }}
+"""
+
+
+def local_ports_of(pid):
+    """The local ports of the IPv4 TCP sockets process `pid` has open (by
+    their inodes: a port may also appear on a closed socket in TIME_WAIT,
+    whose inode is 0)."""
+    inodes = set()
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            m = re.match(r"socket:\[(\d+)\]$", os.readlink(os.path.join(d, fd)))
+        except OSError:
+            continue
+        if m:
+            inodes.add(m.group(1))
+    ports = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            if p[9] in inodes:
+                ports.add(int(p[1].split(":")[1], 16))
+    return ports
+
+
+class WorkerConn:
+    """A keep-alive HTTP connection that one worker serves."""
+
+    def __init__(self, port):
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=H.slow(10))
+        self.pid = int(self.get("/pid")[1])
+
+    def get(self, target):
+        """(harness Response, body text)."""
+        self.c.request("GET", target)
+        r = self.c.getresponse()
+        body = r.read()
+        return H.Response(r.status, r.reason, r.getheaders(), body, b""), body.decode("latin-1")
+
+    def close(self):
+        self.c.close()
+
+
+class ReplicaBehindTheSubscription(unittest.TestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = H.EchoUpstream().start()
+        cls.addClassCleanup(cls.up.stop)
+        cls.topo = Topology(replicas=2, sentinels=1, quorum=1).start()   # (unused: ready needs one)
+        cls.addClassCleanup(cls.topo.cleanup)
+        cls.ngx = H.Nginx(workers=2, error_log_level="info")
+        cls.addClassCleanup(cls.ngx.cleanup)
+        cls.k1 = H.keygen(cls.ngx.path("k1.key"))
+        H.pseudonym_keygen(cls.ngx.path("p.key"))
+        p, r1, r2 = cls.topo.nodes
+        redis = "%s %s; consent_redis %s role=replica %s; consent_redis %s role=replica %s" % (
+            p.address, OPTS, r1.address, OPTS, r2.address, OPTS)
+        headers = "".join("            proxy_set_header %s %s;\n" % hv for hv in RS.VARS)
+        cls.ngx.write_config(RS.HTTP_TEXT.format(d=cls.ngx.dir, redis=redis, on_failure="deny")
+                             + "consent_redis_read replica;\n",
+                             SERVERS.format(port=cls.ngx.port, up=cls.up.port, headers=headers))
+        cls.ngx.start()
+        RS.RedisStoreBase.wait_gauge(cls.ngx, 1, 10.0)
+
+    # -- helpers ------------------------------------------------------------
+    def metric(self, name, **labels):
+        return H.metric(RS.RedisStoreBase.status_of(self.ngx), name, **labels)
+
+    def ask(self, conn, subject):
+        """One request for `subject` on a worker's connection: (source, version)."""
+        tok = H.mint(self.k1, 1, subject)
+        seen = H.Seen(conn.get("/p?keep=1&ctk=" + tok)[0])
+        return seen.one("X-Consent-Source"), seen.one("X-Consent-Version")
+
+    def worker_conns(self):
+        """{pid: WorkerConn}, one for each of the two workers."""
+        conns = {}
+        deadline = time.monotonic() + H.slow(10)
+        while len(conns) < 2:
+            self.assertLess(time.monotonic(), deadline, "no connection reached both workers")
+            c = WorkerConn(self.ngx.port)
+            if c.pid in conns:
+                c.close()
+            else:
+                conns[c.pid] = c
+        for c in conns.values():
+            self.addCleanup(c.close)
+        return conns
+
+    def subscriber_pid(self, node):
+        """The pid of the worker 0 subscribed on `node`, from its heartbeat
+        channel (CHANNEL:hb:PID); None when none is."""
+        chans = self.topo.call(node, "PUBSUB", "CHANNELS", CHANNEL + ":hb:*")
+        return int(chans[0].rsplit(":", 1)[1]) if chans else None
+
+    def read_conns_of(self, node, pid):
+        """The addresses of `pid`'s connections on `node` that are not the
+        subscription (its `read`)."""
+        ports = local_ports_of(pid)
+        out = []
+        for line in self.topo.call(node, "CLIENT", "LIST", "TYPE", "normal").splitlines():
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if int(f["addr"].rsplit(":", 1)[1]) in ports:
+                out.append(f["addr"])
+        return out
+
+    def wait(self, what, cond, timeout, more=lambda: ""):
+        deadline = time.monotonic() + H.slow(timeout)
+        while not cond():
+            if time.monotonic() > deadline:
+                self.fail("%s\n%s\n%s" % (what, more(), self.ngx.error_log()[-3000:]))
+            time.sleep(0.02)
+
+    # -- the test -----------------------------------------------------------
+    def test_a_read_of_a_lagging_replica_is_not_cached(self):
+        p, r1, r2 = self.topo.nodes
+        conns = self.worker_conns()
+        attempts = []
+        for attempt in range(3):
+            outcome = self.one_run(p, r1, r2, conns, "lag-%d" % attempt)
+            if outcome is None:
+                return
+            attempts.append(outcome)
+            time.sleep(H.slow(7))        # worker 0 back on R1
+        self.fail("worker 0 never stayed on R2 long enough: %s" % attempts)
+
+    def one_run(self, p, r1, r2, conns, subject):
+        """One run of the situation; None when it was checked, or why it
+        could not be (worker 0 went back to R1 meanwhile)."""
+        # 1. both workers on R1, worker 0 subscribed there
+        self.wait("worker 0 is not subscribed on R1", lambda: self.subscriber_pid(r1) in conns, 10)
+        w0 = self.subscriber_pid(r1)
+        w1 = [pid for pid in conns if pid != w0][0]
+        v1 = H.run_consentctl("set", "--redis", p.address, subject, "analysis=1")[1].strip()[2:]
+        self.assertEqual(self.topo.call(p, "WAIT", 2, 2000), 2)
+        self.wait("R1 and R2 do not have v1", lambda: all(
+            self.topo.call(n, "HGET", "consent:{%s}" % subject, "v") == v1 for n in (r1, r2)), 5)
+        self.ask(conns[w1], subject + "-warm")        # worker 1's read is up
+        self.wait("worker 1 does not read R1", lambda: self.read_conns_of(r1, w1) != [], 10,
+                  lambda: "workers %s, worker 0 %d; on R1: %s" % (
+                      sorted(conns), w0, self.topo.call(r1, "CLIENT", "LIST")))
+        # 2. worker 0 leaves R1; its subscription follows to R2
+        t_kill = time.monotonic()
+        w0_reads = self.read_conns_of(r1, w0)
+        self.assertNotEqual(w0_reads, [], "worker 0 has no read on R1: %s" % self.topo.call(r1, "CLIENT", "LIST"))
+        for addr in w0_reads:
+            self.topo.call(r1, "CLIENT", "KILL", "ADDR", addr)
+        self.wait("worker 0's subscription did not move to R2", lambda: self.subscriber_pid(r2) == w0, 3)
+        self.wait("the subscription is not up on R2",
+                  lambda: self.metric("consent_subscription_up") == 1.0, 3)
+        # 3. R1 lags: it answers reads, says its link is up, applies nothing
+        self.assertEqual(self.topo.call(r1, "CLIENT", "PAUSE", int(H.slow(3000)), "WRITE"), "OK")
+        try:
+            # 4. v2, heard by worker 0 on R2
+            applied = self.metric("consent_updates_applied_total")
+            v2 = H.run_consentctl("set", "--redis", p.address, subject, "analysis=0")[1].strip()[2:]
+            self.wait("v2 was not announced", lambda: self.metric("consent_updates_applied_total") > applied, 2)
+            # 5. worker 1 reads R1: v1, from Redis
+            first = self.ask(conns[w1], subject)
+            # 6. worker 0, then worker 1 again
+            then = self.ask(conns[w0], subject)
+            again = self.ask(conns[w1], subject)
+            took = time.monotonic() - t_kill
+            on_r2 = self.subscriber_pid(r2) == w0
+        finally:
+            self.topo.call(r1, "CLIENT", "UNPAUSE")
+        if not on_r2 or took > 4.5 or first != ("redis", v1):
+            return "worker 1 got %r, %.1f s after the kill, subscription on R2: %s" % (first, took, on_r2)
+        self.assertEqual(then, ("redis", v2), "worker 0 served the lagging replica's read")
+        self.assertNotEqual(again, ("cache", v1), "worker 1 served its own lagging read from the cache")
+        print("\nworker 1 read v%s from the lagging R1 (source=redis); worker 0 then read v%s from R2, "
+              "worker 1 again: %r" % (v1, v2, again), file=sys.stderr)
+        return None
+
+    def test_zz_log_clean(self):
+        bad = [l for l in self.ngx.error_log().splitlines() if any(b in l for b in RS.BAD_LOG)]
+        self.assertEqual(bad, [], "error.log shows a crash or an alert")
+        self.assertEqual([(n, w) for n, w, _ in self.ngx.findings()], [])
+
+
+if __name__ == "__main__":
+    unittest.main(argv=H.parse_args(), verbosity=2)
