@@ -669,7 +669,7 @@ class RedisRaceEviction(_RaceCase):
     WORKERS = 2
     ZONE_BYTES = 8 * os.sysconf("SC_PAGESIZE")
     ZONE = "c:%dk" % (ZONE_BYTES // 1024)
-    TIMEOUT_MS = 10000
+    TIMEOUT_MS = 30000    # outlasts the fill behind the held read (over 10 s once, under ASan and load)
     LISTEN = " reuseport"
 
     def worker_connections(self, tries=50):
@@ -736,6 +736,10 @@ class RedisRaceEviction(_RaceCase):
             self.assertEqual(f.source, "default", "fill request %d: %r" % (filled, f))
         self.assertFalse(held.forwarded.is_set())
         self.assertEqual(int(conn_fill.get("/pid").body), conn_fill.pid)
+        waited = time.monotonic() - held.t_captured
+        self.assertLess(waited, H.slow(self.TIMEOUT_MS / 1000.0) - 2,
+                        "the fill (%d subjects) took %.1f s: the module's Redis timeout would close the "
+                        "held read's connection" % (filled, waited))
         self.release_after(held)
 
         a = join()
