@@ -52,20 +52,6 @@ from topology import Topology  # noqa: E402
 OPTS = "timeout=%s connect_timeout=%s" % (H.slow_ms(100), H.slow_ms(200))
 CHANNEL = "consent:updates"
 
-SERVERS = """
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            consent on;
-            proxy_pass http://127.0.0.1:{up};
-{headers}
-        }}
-        location = /status {{ consent_status; }}
-        location = /pid {{ return 200 $pid; }}
-    }}
-"""
-
-
 def local_ports_of(pid):
     """The local ports of the IPv4 TCP sockets process `pid` has open (by
     their inodes: a port may also appear on a closed socket in TIME_WAIT,
@@ -121,12 +107,10 @@ class ReplicaBehindTheSubscription(unittest.TestCase):
         cls.k1 = H.keygen(cls.ngx.path("k1.key"))
         H.pseudonym_keygen(cls.ngx.path("p.key"))
         p, r1, r2 = cls.topo.nodes
-        redis = "%s %s; consent_redis %s role=replica %s; consent_redis %s role=replica %s" % (
-            p.address, OPTS, r1.address, OPTS, r2.address, OPTS)
-        headers = "".join("            proxy_set_header %s %s;\n" % hv for hv in RS.VARS)
-        cls.ngx.write_config(RS.HTTP_TEXT.format(d=cls.ngx.dir, redis=redis, on_failure="deny")
-                             + "consent_redis_read replica;\n",
-                             SERVERS.format(port=cls.ngx.port, up=cls.up.port, headers=headers))
+        RS.nginx_config(cls.ngx, cls.up.port,
+                        "%s %s; consent_redis %s role=replica %s; consent_redis %s role=replica %s"
+                        % (p.address, OPTS, r1.address, OPTS, r2.address, OPTS),
+                        extra_http="consent_redis_read replica;\n")
         cls.ngx.start()
         RS.RedisStoreBase.wait_gauge(cls.ngx, 1, 10.0)
 

@@ -64,6 +64,7 @@ SERVERS = """
 {headers}
         }}
         location = /status {{ consent_status; }}
+        location = /pid {{ return 200 $pid; }}
     }}
 """
 
