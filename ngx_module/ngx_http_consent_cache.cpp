@@ -325,7 +325,8 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
      * worker that has not left a cut-off replica yet, while worker 0 has),
      * and an announcement for a subject without a node leaves only a time
      * behind, which a later read of it would pass: such a read answers
-     * the requests that asked, and is not cached for everyone.
+     * the requests that asked, and may only move a slot forward
+     * (consent::slot_may_advance()).
      */
     vouched = server == NULL
               || (server->len == cache->sh->sub_server_len
@@ -342,7 +343,11 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
             *newer = n->slot.record;
             rc = NGX_HTTP_CONSENT_CACHE_NEWER;
 
-        } else if (n && vouched
+        } else if (n
+                   && (vouched
+                       || (n->purposes == cache->purposes
+                           && consent::slot_may_advance(n->slot, record,
+                                                        clock)))
                    && consent::slot_store(&n->slot, record, sent_ms))
         {
             n->purposes = cache->purposes;

@@ -36,8 +36,9 @@ ngx_uint_t ngx_http_consent_cache_get(ngx_shm_zone_t *zone,
  * answers the read's requests instead.
  *
  * server: the address the read came from, NULL for the primary. A read
- * from any other server than the one the subscription hears is never
- * stored: it may be behind what was announced there.
+ * from any other server than the one the subscription hears may be behind
+ * what was announced there: it is stored only to move a slot forward
+ * (consent::slot_may_advance()).
  */
 ngx_uint_t ngx_http_consent_cache_store(ngx_shm_zone_t *zone,
     std::string_view subject, const consent::Record *record, uint64_t sent_ms,

@@ -45,4 +45,9 @@ bool slot_holds_newer(const CacheSlot& slot, const Record* record, const CacheCl
     return true;
 }
 
+bool slot_may_advance(const CacheSlot& slot, const Record* record, const CacheClock& clock) noexcept {
+    const uint64_t read_version = record ? record->version : 0;
+    return slot.filled && slot.fetched_ms > clock.valid_since_ms && read_version > held_version(slot);
+}
+
 }  // namespace consent

@@ -72,4 +72,17 @@ bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms) noexcept
 bool slot_holds_newer(const CacheSlot& slot, const Record* record, const CacheClock& clock,
                       uint64_t since_ms) noexcept;
 
+// Whether a read from a server other than the one the subscription hears
+// (another replica: ngx_http_consent_cache_store) may be stored. Such a
+// server may be behind an announced update, so only to move a slot
+// forward (a newer version than it holds, so that the edge does not go
+// backwards while its workers read different replicas), and only while
+// the slot has heard every announcement of its subject since the
+// subscription began (filled after valid_since_ms): then an update it
+// lags behind was announced into the slot and slot_store refuses the
+// read. It never fills an empty slot: for a subject without a node, an
+// announcement leaves only a time, which such a read may pass while it
+// still has the version before.
+bool slot_may_advance(const CacheSlot& slot, const Record* record, const CacheClock& clock) noexcept;
+
 }  // namespace consent

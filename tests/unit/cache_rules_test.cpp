@@ -285,3 +285,46 @@ TEST(CacheRules, NewerSlotAnswersOnlyIfReadSinceTheConnectionBegan) {
     EXPECT_FALSE(slot_holds_newer(s, nullptr, c, kT0 + 10));  // the same millisecond
     EXPECT_TRUE(slot_holds_newer(s, nullptr, c, kT0 + 9));    // the connection was there before
 }
+
+// A read of another replica than the subscription's (ngx_http_consent_cache_store)
+// may only move a slot forward: never fill it, never store an equal or
+// older version, and never into a slot read before the subscription began
+// (it has not heard the announcements of the gap).
+TEST(CacheRules, AnotherReplicasReadOnlyMovesAFreshSlotForward) {
+    const Record r1 = rec(1), r2 = rec(2);
+    const CacheClock c = at(kT0 + 30);
+
+    CacheSlot empty;
+    EXPECT_FALSE(slot_may_advance(empty, &r2, c));      // no node's history: a time stamp at most
+    EXPECT_FALSE(slot_may_advance(empty, nullptr, c));
+
+    CacheSlot s;
+    ASSERT_TRUE(slot_store(&s, &r1, kT0 + 10));
+    EXPECT_TRUE(slot_may_advance(s, &r2, c));
+    EXPECT_FALSE(slot_may_advance(s, &r1, c));          // as good as what it holds
+    EXPECT_FALSE(slot_may_advance(s, nullptr, c));      // "no record" is version 0: older
+
+    CacheClock resubscribed = c;
+    resubscribed.valid_since_ms = kT0 + 10;             // the same millisecond counts as before
+    EXPECT_FALSE(slot_may_advance(s, &r2, resubscribed));
+    resubscribed.valid_since_ms = kT0 + 9;
+    EXPECT_TRUE(slot_may_advance(s, &r2, resubscribed));
+
+    // the subscription is down (a cut-off replica): versions still order,
+    // so the slot still moves forward and answers older reads after it
+    CacheClock down = c;
+    down.subscribed = false;
+    EXPECT_TRUE(slot_may_advance(s, &r2, down));
+
+    // a negative entry moves forward to a record
+    CacheSlot neg;
+    ASSERT_TRUE(slot_store(&neg, nullptr, kT0 + 10));
+    EXPECT_TRUE(slot_may_advance(neg, &r1, c));
+
+    // an update announced into the slot and not yet read: slot_may_advance
+    // lets the newer read through, slot_store still refuses it when it is
+    // behind the announcement
+    slot_announce(&s, 3);
+    ASSERT_TRUE(slot_may_advance(s, &r2, c));
+    EXPECT_FALSE(slot_store(&s, &r2, kT0 + 20));
+}
