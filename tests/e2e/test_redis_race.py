@@ -397,6 +397,19 @@ class KeepAlive:
         self.conn.close()
 
 
+def keepalive_per_worker(tc, port, workers=2, tries=50):
+    """{pid: KeepAlive}: one connection served by each of `workers`
+    workers, closed when the test `tc` ends."""
+    conns = {}
+    for _ in range(tries):
+        c = KeepAlive(port)
+        tc.addCleanup(c.close)
+        conns.setdefault(c.pid, c)
+        if len(conns) == workers:
+            return conns
+    tc.fail("%d connections all went to worker(s) %r" % (tries, sorted(conns)))
+
+
 class _RaceCase(unittest.TestCase):
     """A redis-server, a RespProxy in front of it and one nginx for the class;
     the helpers. No tests of its own."""
@@ -672,17 +685,9 @@ class RedisRaceEviction(_RaceCase):
     TIMEOUT_MS = 30000    # outlasts the fill behind the held read (over 10 s once, under ASan and load)
     LISTEN = " reuseport"
 
-    def worker_connections(self, tries=50):
+    def worker_connections(self):
         """Two KeepAlive connections served by different workers."""
-        conns = {}
-        for _ in range(tries):
-            c = KeepAlive(self.ngx.port)
-            self.addCleanup(c.close)
-            conns.setdefault(c.pid, c)
-            if len(conns) == 2:
-                return list(conns.values())
-        self.fail("%d connections all went to worker(s) %r"
-                  % (tries, sorted(conns)))
+        return list(keepalive_per_worker(self, self.ngx.port).values())
 
     def fill_subjects(self, subject):
         """Subjects for the fill, none sharing subject's slot of announced_ms

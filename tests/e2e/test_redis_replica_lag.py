@@ -36,7 +36,6 @@ that (a slow machine) is repeated, up to three times, before it fails.
 Run: /usr/bin/python3 tests/e2e/test_redis_replica_lag.py \
         --module build/ngx_http_consent_module.so --consentctl build/consentctl
 """
-import http.client
 import os
 import re
 import sys
@@ -46,6 +45,7 @@ import unittest
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
+import test_redis_race as RR  # noqa: E402  (its KeepAlive)
 import test_redis_store as RS  # noqa: E402
 from topology import Topology  # noqa: E402
 
@@ -73,24 +73,6 @@ def local_ports_of(pid):
             if p[9] in inodes:
                 ports.add(int(p[1].split(":")[1], 16))
     return ports
-
-
-class WorkerConn:
-    """A keep-alive HTTP connection that one worker serves."""
-
-    def __init__(self, port):
-        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=H.slow(10))
-        self.pid = int(self.get("/pid")[1])
-
-    def get(self, target):
-        """(harness Response, body text)."""
-        self.c.request("GET", target)
-        r = self.c.getresponse()
-        body = r.read()
-        return H.Response(r.status, r.reason, r.getheaders(), body, b""), body.decode("latin-1")
-
-    def close(self):
-        self.c.close()
 
 
 class ReplicaBehindTheSubscription(unittest.TestCase):
@@ -121,23 +103,8 @@ class ReplicaBehindTheSubscription(unittest.TestCase):
     def ask(self, conn, subject):
         """One request for `subject` on a worker's connection: (source, version)."""
         tok = H.mint(self.k1, 1, subject)
-        seen = H.Seen(conn.get("/p?keep=1&ctk=" + tok)[0])
+        seen = H.Seen(conn.get("/p?keep=1&ctk=" + tok))
         return seen.one("X-Consent-Source"), seen.one("X-Consent-Version")
-
-    def worker_conns(self):
-        """{pid: WorkerConn}, one for each of the two workers."""
-        conns = {}
-        deadline = time.monotonic() + H.slow(10)
-        while len(conns) < 2:
-            self.assertLess(time.monotonic(), deadline, "no connection reached both workers")
-            c = WorkerConn(self.ngx.port)
-            if c.pid in conns:
-                c.close()
-            else:
-                conns[c.pid] = c
-        for c in conns.values():
-            self.addCleanup(c.close)
-        return conns
 
     def subscriber_pid(self, node):
         """The pid of the worker 0 subscribed on `node`, from its heartbeat
@@ -166,7 +133,7 @@ class ReplicaBehindTheSubscription(unittest.TestCase):
     # -- the test -----------------------------------------------------------
     def test_a_read_of_a_lagging_replica_is_not_cached(self):
         p, r1, r2 = self.topo.nodes
-        conns = self.worker_conns()
+        conns = RR.keepalive_per_worker(self, self.ngx.port)
         attempts = []
         for attempt in range(3):
             outcome = self.one_run(p, r1, r2, conns, "lag-%d" % attempt)
