@@ -415,7 +415,34 @@ def choice_corpus():
          .int(8, 4))
 
 
+def aead_corpus():
+    t = "fuzz_aead"
+    h = bytes.fromhex
+    # Poly1305 (mode 0): RFC 8439 2.5.2, and appendix A.3's vector 8,
+    # which needs the final reduction.
+    write(t, "poly-rfc", Fdp().int(0).raw(h("85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b"))
+          .raw(b"Cryptographic Forum Research Group").bytes())
+    write(t, "poly-reduce", Fdp().int(0).raw(h("01" + "00" * 31))
+          .raw(h("ff" * 16 + "fb" + "fe" * 15 + "01" * 16)).bytes())
+    write(t, "poly-ones", Fdp().int(0).raw(b"\xff" * 32).raw(b"\xff" * 130).bytes())
+    key, nonce = bytes(range(0x80, 0xa0)), bytes(range(0x40, 0x58))
+    ad, msg = h("50515253c0c1c2c3c4c5c6c7"), b"Ladies and Gentlemen of the class of '99"
+
+    def sealed(damage=()):
+        f = Fdp().int(1).raw(key).raw(nonce).int(len(ad)).raw(ad).int(len(msg), 2).raw(msg)
+        for what, at, bits in damage:
+            f.int(what).u64(at).int(bits)
+        return f.bytes()
+    write(t, "open-intact", sealed())
+    write(t, "open-tag-bit", sealed([(0, len(msg) + 15, 0x80)]))
+    write(t, "open-ad-bit", sealed([(1, 3, 0x01)]))
+    write(t, "open-nonce-bit", sealed([(2, 20, 0x10)]))
+    write(t, "open-cut", sealed([(3, len(msg) + 8, 0)]))
+    write(t, "open-raw", Fdp().int(2).raw(key).raw(nonce).int(0).raw(b"\x00" * 40).bytes())
+
+
 def main():
+    aead_corpus()
     choice_corpus()
     roles_corpus()
     resp_corpus()
