@@ -308,6 +308,7 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
 {
     uint32_t                        hash;
     ngx_uint_t                      rc, vouched;
+    consent::Advance                advance;
     ngx_http_consent_cache_t       *cache;
     ngx_http_consent_cache_node_t  *n;
 
@@ -315,6 +316,7 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
     hash = ngx_crc32_short((u_char *) subject.data(), subject.size());
 
     rc = NGX_HTTP_CONSENT_CACHE_REFUSED;
+    advance = consent::Advance::no;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -325,8 +327,8 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
      * worker that has not left a cut-off replica yet, while worker 0 has),
      * and an announcement for a subject without a node leaves only a time
      * behind, which a later read of it would pass: such a read answers
-     * the requests that asked, and may only move a slot forward
-     * (consent::slot_may_advance()).
+     * the requests that asked, and may only move a slot forward, perhaps
+     * held only to outrank older reads (consent::slot_may_advance()).
      */
     vouched = server == NULL
               || (server->len == cache->sh->sub_server_len
@@ -346,9 +348,12 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
         } else if (n
                    && (vouched
                        || (n->purposes == cache->purposes
-                           && consent::slot_may_advance(n->slot, record,
-                                                        clock)))
-                   && consent::slot_store(&n->slot, record, sent_ms))
+                           && (advance = consent::slot_may_advance(n->slot,
+                                                          record, clock))
+                              != consent::Advance::no))
+                   && consent::slot_store(&n->slot, record, sent_ms,
+                                          advance
+                                          == consent::Advance::held_only))
         {
             n->purposes = cache->purposes;
             rc = NGX_HTTP_CONSENT_CACHE_STORED;

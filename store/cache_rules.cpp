@@ -10,7 +10,7 @@ uint64_t held_version(const CacheSlot& slot) noexcept { return slot.exists ? slo
 }  // namespace
 
 SlotState slot_state(const CacheSlot& slot, const CacheClock& clock) noexcept {
-    if (!slot.filled || !clock.subscribed) return SlotState::stale;
+    if (!slot.filled || slot.held_only || !clock.subscribed) return SlotState::stale;
     // Filled before the current subscription began: an announcement may
     // have been lost in the gap. In the very millisecond it began too: the
     // read may have been answered before the subscription took effect.
@@ -26,10 +26,11 @@ void slot_announce(CacheSlot* slot, uint64_t version) noexcept {
     if (version > slot->announced) slot->announced = version;
 }
 
-bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms) noexcept {
+bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms, bool held_only) noexcept {
     const uint64_t read_version = record ? record->version : 0;
     if (read_version < slot->announced) return false;
     slot->filled = true;
+    slot->held_only = held_only;
     slot->exists = record != nullptr;
     slot->record = record ? *record : Record{};
     slot->fetched_ms = now_ms;
@@ -45,9 +46,11 @@ bool slot_holds_newer(const CacheSlot& slot, const Record* record, const CacheCl
     return true;
 }
 
-bool slot_may_advance(const CacheSlot& slot, const Record* record, const CacheClock& clock) noexcept {
+Advance slot_may_advance(const CacheSlot& slot, const Record* record, const CacheClock& clock) noexcept {
     const uint64_t read_version = record ? record->version : 0;
-    return slot.filled && slot.fetched_ms > clock.valid_since_ms && read_version > held_version(slot);
+    if (!slot.filled || read_version <= held_version(slot)) return Advance::no;
+    if (!slot.held_only && slot.fetched_ms > clock.valid_since_ms) return Advance::servable;
+    return Advance::held_only;
 }
 
 }  // namespace consent

@@ -20,6 +20,7 @@ struct CacheSlot {
     uint64_t announced = 0;    // highest version announced on the channel
     bool filled = false;       // a read filled the slot (exists says what it found)
     bool exists = false;       // Redis had a record; false: a negative entry
+    bool held_only = false;    // never served: kept only to outrank older reads (slot_may_advance)
     Record record;             // when exists
 };
 static_assert(std::is_trivially_copyable<CacheSlot>::value, "CacheSlot lives in shared memory");
@@ -37,7 +38,8 @@ struct CacheClock {
     uint64_t flushed_ms = 0;     // when "*" last dropped the whole cache
 };
 
-// Fresh when: filled, subscribed, fetched after valid_since_ms (strictly: a
+// Fresh when: filled (and not held_only), subscribed, fetched after
+// valid_since_ms (strictly: a
 // read of that same millisecond may have been answered before the
 // subscription took effect), within ttl (now < fetched + ttl), and no newer
 // version was announced since.
@@ -52,8 +54,8 @@ void slot_announce(CacheSlot* slot, uint64_t version) noexcept;
 // can arrive after a resubscription that followed a lost announcement.
 // Refused (false, slot unchanged) when an announced version is newer than
 // what was read: a read that raced an update never replaces the newer value.
-// A negative read counts as version 0.
-bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms) noexcept;
+// A negative read counts as version 0. `held_only`: see slot_may_advance.
+bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms, bool held_only = false) noexcept;
 
 // Whether the slot holds a newer version than a read returned (`record`
 // nullptr: none, version 0), so that the slot, not the read, answers the
@@ -72,17 +74,27 @@ bool slot_store(CacheSlot* slot, const Record* record, uint64_t now_ms) noexcept
 bool slot_holds_newer(const CacheSlot& slot, const Record* record, const CacheClock& clock,
                       uint64_t since_ms) noexcept;
 
-// Whether a read from a server other than the one the subscription hears
+// How a read from a server other than the one the subscription hears
 // (another replica: ngx_http_consent_cache_store) may be stored. Such a
 // server may be behind an announced update, so only to move a slot
-// forward (a newer version than it holds, so that the edge does not go
-// backwards while its workers read different replicas), and only while
-// the slot has heard every announcement of its subject since the
-// subscription began (filled after valid_since_ms): then an update it
-// lags behind was announced into the slot and slot_store refuses the
-// read. It never fills an empty slot: for a subject without a node, an
-// announcement leaves only a time, which such a read may pass while it
-// still has the version before.
-bool slot_may_advance(const CacheSlot& slot, const Record* record, const CacheClock& clock) noexcept;
+// forward: a newer version than it holds, so that the edge does not go
+// backwards while its workers read different replicas. It never fills an
+// empty slot: for a subject without a node, an announcement leaves only a
+// time, which such a read may pass while it still has the version before.
+enum class Advance : uint8_t {
+    no,
+    // The slot has heard every announcement of its subject since the
+    // subscription began (a servable slot filled after valid_since_ms):
+    // an update the read lags behind was announced into the slot, and
+    // slot_store refuses the read. It may be served.
+    servable,
+    // Otherwise (the slot was filled before a resubscription, or is held
+    // only itself), an announcement lost in the gap may be newer than the
+    // read: it is kept with held_only, never served, and only outranks
+    // older reads (slot_holds_newer) until a read of the subscription's
+    // own server or of the primary fills the slot again.
+    held_only,
+};
+Advance slot_may_advance(const CacheSlot& slot, const Record* record, const CacheClock& clock) noexcept;
 
 }  // namespace consent

@@ -21,8 +21,11 @@
 //      Redis and complete later, the subscription drops and comes back, the
 //      clock only moves forward. Reads are stored with the time they were
 //      sent, unless the slot holds a newer version (slot_holds_newer), as
-//      the edge does. Property: a fresh slot with no announcement still
-//      queued holds exactly what Redis holds now.
+//      the edge does. A second replica, which the subscription does not
+//      hear, catches up with Redis when the input says so, by any number
+//      of versions; its reads are stored only as slot_may_advance allows,
+//      held only when it says so. Property: a fresh slot with no
+//      announcement still queued holds exactly what Redis holds now.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdio>
@@ -185,7 +188,7 @@ uint64_t held(const CacheSlot& s) { return s.exists ? s.record.version : 0; }
 // The documented rule (cache_rules.h), written out: fresh only when fetched
 // strictly after the subscription began.
 SlotState ref_state(const CacheSlot& s, const CacheClock& c) {
-    if (!s.filled || !c.subscribed || s.fetched_ms <= c.valid_since_ms) return SlotState::stale;
+    if (!s.filled || s.held_only || !c.subscribed || s.fetched_ms <= c.valid_since_ms) return SlotState::stale;
     const bool within_ttl = c.now_ms < s.fetched_ms ||
                             static_cast<unsigned __int128>(c.now_ms) <
                                 static_cast<unsigned __int128>(s.fetched_ms) + c.ttl_ms;
@@ -195,13 +198,13 @@ SlotState ref_state(const CacheSlot& s, const CacheClock& c) {
 
 bool same(const CacheSlot& a, const CacheSlot& b) {
     return a.fetched_ms == b.fetched_ms && a.announced == b.announced && a.filled == b.filled &&
-           a.exists == b.exists && same(a.record, b.record);
+           a.exists == b.exists && a.held_only == b.held_only && same(a.record, b.record);
 }
 
 // Stores and checks the store rule; returns whether it was accepted.
-bool store(CacheSlot* slot, const Record* rec, uint64_t at, uint64_t max_announced) {
+bool store(CacheSlot* slot, const Record* rec, uint64_t at, uint64_t max_announced, bool held_only = false) {
     const CacheSlot before = *slot;
-    const bool ok = slot_store(slot, rec, at);
+    const bool ok = slot_store(slot, rec, at, held_only);
     const uint64_t v = rec ? rec->version : 0;
     FUZZ_CHECK(ok == (v >= max_announced), "slot_store of version %llu with %llu announced: %d",
                static_cast<unsigned long long>(v), static_cast<unsigned long long>(max_announced), ok);
@@ -209,6 +212,7 @@ bool store(CacheSlot* slot, const Record* rec, uint64_t at, uint64_t max_announc
         FUZZ_CHECK(same(*slot, before), "a refused store changed the slot");
     } else {
         FUZZ_CHECK(slot->filled && slot->exists == (rec != nullptr) && slot->fetched_ms == at &&
+                       slot->held_only == held_only &&
                        slot->announced == before.announced && (!rec || same(slot->record, *rec)),
                    "an accepted store did not store");
     }
@@ -244,7 +248,8 @@ void fuzz_slot_api(FuzzedDataProvider& fdp) {
                 Record r;
                 r.version = fdp.ConsumeIntegral<uint64_t>();
                 r.granted = fdp.ConsumeIntegral<uint32_t>();
-                store(&slot, fdp.ConsumeBool() ? &r : nullptr, clock.now_ms, max_announced);
+                const bool exists = fdp.ConsumeBool();
+                store(&slot, exists ? &r : nullptr, clock.now_ms, max_announced, fdp.ConsumeBool());
                 break;
             }
             case 2: clock.now_ms = fdp.ConsumeIntegral<uint64_t>(); break;
@@ -262,6 +267,7 @@ struct Read {
     bool exists;
     uint64_t version;
     uint64_t sent_ms;
+    bool other;  // read from the replica the subscription does not hear
 };
 
 void fuzz_world(FuzzedDataProvider& fdp) {
@@ -272,11 +278,12 @@ void fuzz_world(FuzzedDataProvider& fdp) {
     clock.subscribed = true;
     bool redis_exists = false;
     uint64_t redis_version = 0, max_announced = 0;
+    uint64_t other_version = 0;  // the other replica's: behind Redis or level, never ahead
     std::deque<uint64_t> queued;  // published, not delivered yet
     std::vector<Read> inflight;
     static const bool trace = std::getenv("FUZZ_TRACE") != nullptr;
     for (int step = 0; step < 256 && fdp.remaining_bytes(); step++) {
-        const int op = fdp.ConsumeIntegralInRange<int>(0, 7);
+        const int op = fdp.ConsumeIntegralInRange<int>(0, 9);
         if (trace)
             std::fprintf(stderr, "now %llu sub %d since %llu redis v%llu queued %zu inflight %zu | op %d\n",
                          static_cast<unsigned long long>(clock.now_ms), clock.subscribed,
@@ -296,7 +303,7 @@ void fuzz_world(FuzzedDataProvider& fdp) {
                 }
                 break;
             case 2:  // a read is sent; Redis answers from what it holds now
-                if (inflight.size() < 8) inflight.push_back({redis_exists, redis_version, clock.now_ms});
+                if (inflight.size() < 8) inflight.push_back({redis_exists, redis_version, clock.now_ms, false});
                 break;
             case 3:  // a read's reply arrives (replies may come in any order: several connections)
                 if (!inflight.empty()) {
@@ -307,11 +314,17 @@ void fuzz_world(FuzzedDataProvider& fdp) {
                     rec.version = r.version;
                     // as the edge does: a newer slot answers, and is kept
                     const Record* read = r.exists ? &rec : nullptr;
-                    if (slot_holds_newer(slot, read, clock, 0)) {  // one server, never restarted
+                    if (slot_holds_newer(slot, read, clock, 0)) {  // servers never restarted
                         FUZZ_CHECK(slot.exists && held(slot) > r.version && slot.fetched_ms > clock.flushed_ms,
                                    "slot_holds_newer for a slot that is not newer");
-                    } else {
+                    } else if (!r.other) {
                         store(&slot, read, r.sent_ms, max_announced);
+                    } else {
+                        const Advance adv = slot_may_advance(slot, read, clock);
+                        if (adv != Advance::no) {
+                            FUZZ_CHECK(slot.filled && r.version > held(slot), "advance to an older version");
+                            store(&slot, read, r.sent_ms, max_announced, adv == Advance::held_only);
+                        }
                     }
                 }
                 break;
@@ -328,6 +341,12 @@ void fuzz_world(FuzzedDataProvider& fdp) {
                 break;
             case 7:  // "*": flush everything (only a subscriber hears it)
                 if (clock.subscribed) clock.valid_since_ms = clock.flushed_ms = clock.now_ms;
+                break;
+            case 8:  // the other replica applies some of the writes it is behind by
+                other_version = fdp.ConsumeIntegralInRange<uint64_t>(other_version, redis_version);
+                break;
+            case 9:  // a read of the other replica is sent
+                if (inflight.size() < 8) inflight.push_back({other_version > 0, other_version, clock.now_ms, true});
                 break;
         }
         const SlotState st = check_state(slot, clock, max_announced);

@@ -290,41 +290,80 @@ TEST(CacheRules, NewerSlotAnswersOnlyIfReadSinceTheConnectionBegan) {
 // may only move a slot forward: never fill it, never store an equal or
 // older version, and never into a slot read before the subscription began
 // (it has not heard the announcements of the gap).
-TEST(CacheRules, AnotherReplicasReadOnlyMovesAFreshSlotForward) {
+TEST(CacheRules, AnotherReplicasReadOnlyMovesASlotForward) {
     const Record r1 = rec(1), r2 = rec(2);
     const CacheClock c = at(kT0 + 30);
 
     CacheSlot empty;
-    EXPECT_FALSE(slot_may_advance(empty, &r2, c));      // no node's history: a time stamp at most
-    EXPECT_FALSE(slot_may_advance(empty, nullptr, c));
+    EXPECT_EQ(Advance::no, slot_may_advance(empty, &r2, c));  // no node's history: a time stamp at most
+    EXPECT_EQ(Advance::no, slot_may_advance(empty, nullptr, c));
 
     CacheSlot s;
     ASSERT_TRUE(slot_store(&s, &r1, kT0 + 10));
-    EXPECT_TRUE(slot_may_advance(s, &r2, c));
-    EXPECT_FALSE(slot_may_advance(s, &r1, c));          // as good as what it holds
-    EXPECT_FALSE(slot_may_advance(s, nullptr, c));      // "no record" is version 0: older
+    EXPECT_EQ(Advance::servable, slot_may_advance(s, &r2, c));
+    EXPECT_EQ(Advance::no, slot_may_advance(s, &r1, c));      // as good as what it holds
+    EXPECT_EQ(Advance::no, slot_may_advance(s, nullptr, c));  // "no record" is version 0: older
 
+    // filled before the current subscription began (the same millisecond
+    // counts as before): held only
     CacheClock resubscribed = c;
-    resubscribed.valid_since_ms = kT0 + 10;             // the same millisecond counts as before
-    EXPECT_FALSE(slot_may_advance(s, &r2, resubscribed));
+    resubscribed.valid_since_ms = kT0 + 10;
+    EXPECT_EQ(Advance::held_only, slot_may_advance(s, &r2, resubscribed));
     resubscribed.valid_since_ms = kT0 + 9;
-    EXPECT_TRUE(slot_may_advance(s, &r2, resubscribed));
+    EXPECT_EQ(Advance::servable, slot_may_advance(s, &r2, resubscribed));
 
     // the subscription is down (a cut-off replica): versions still order,
     // so the slot still moves forward and answers older reads after it
     CacheClock down = c;
     down.subscribed = false;
-    EXPECT_TRUE(slot_may_advance(s, &r2, down));
+    EXPECT_EQ(Advance::servable, slot_may_advance(s, &r2, down));
 
     // a negative entry moves forward to a record
     CacheSlot neg;
     ASSERT_TRUE(slot_store(&neg, nullptr, kT0 + 10));
-    EXPECT_TRUE(slot_may_advance(neg, &r1, c));
+    EXPECT_EQ(Advance::servable, slot_may_advance(neg, &r1, c));
 
     // an update announced into the slot and not yet read: slot_may_advance
     // lets the newer read through, slot_store still refuses it when it is
     // behind the announcement
     slot_announce(&s, 3);
-    ASSERT_TRUE(slot_may_advance(s, &r2, c));
+    ASSERT_EQ(Advance::servable, slot_may_advance(s, &r2, c));
     EXPECT_FALSE(slot_store(&s, &r2, kT0 + 20));
+}
+
+// After a resubscription, the slot has not heard what was announced in the
+// gap, so a newer read of another replica may still be behind a lost
+// update. It is held only: never served, but it keeps the edge from going
+// back to an older read of a lagging replica, until a read of the
+// subscription's own server fills the slot again.
+TEST(CacheRules, AnotherReplicasReadAfterAResubscriptionIsHeldOnly) {
+    const Record r1 = rec(1), r2 = rec(2), r3 = rec(3);
+    CacheSlot s;
+    ASSERT_TRUE(slot_store(&s, &r1, kT0 + 10));  // served before the resubscription
+    CacheClock c = at(kT0 + 30);
+    c.valid_since_ms = kT0 + 20;
+
+    ASSERT_EQ(Advance::held_only, slot_may_advance(s, &r2, c));
+    ASSERT_TRUE(slot_store(&s, &r2, kT0 + 25, true));
+    EXPECT_TRUE(s.held_only);
+    EXPECT_EQ(SlotState::stale, slot_state(s, c));  // never served
+    // but it answers an older read of a lagging replica, on a connection
+    // begun before it was read
+    EXPECT_TRUE(slot_holds_newer(s, &r1, c, kT0));
+    EXPECT_FALSE(slot_holds_newer(s, &r2, c, kT0));
+    // another replica's next newer read is held only too, although this
+    // one was read after the subscription began: the slot still has not
+    // heard the gap
+    EXPECT_EQ(Advance::held_only, slot_may_advance(s, &r3, c));
+    // an update behind the announcement is still refused, held only or not
+    slot_announce(&s, 4);
+    EXPECT_FALSE(slot_store(&s, &r3, kT0 + 26, true));
+
+    // a read of the subscription's server (or the primary) fills it as
+    // usual: served again, and it moves forward as servable
+    const Record r4 = rec(4), r5 = rec(5);
+    ASSERT_TRUE(slot_store(&s, &r4, kT0 + 27));
+    EXPECT_FALSE(s.held_only);
+    EXPECT_EQ(SlotState::fresh, slot_state(s, c));
+    EXPECT_EQ(Advance::servable, slot_may_advance(s, &r5, c));
 }
