@@ -177,24 +177,17 @@ void poly_padded(Poly1305& st, const uint8_t* m, size_t len) noexcept {
 void poly_finish(Poly1305& st, uint8_t tag[kPoly1305TagBytes]) noexcept {
     uint64_t h0 = st.h0, h1 = st.h1, h2 = st.h2, c;
     // Carry fully, twice round: h is then below 2^130 + a little.
-    c = h1 >> 44;
-    h1 &= kMask44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= kMask42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= kMask44;
-    h1 += c;
-    c = h1 >> 44;
-    h1 &= kMask44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= kMask42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= kMask44;
-    h1 += c;
+    for (int round = 0; round < 2; round++) {
+        c = h1 >> 44;
+        h1 &= kMask44;
+        h2 += c;
+        c = h2 >> 42;
+        h2 &= kMask42;
+        h0 += c * 5;
+        c = h0 >> 44;
+        h0 &= kMask44;
+        h1 += c;
+    }
     // g = h - p = h + 5 - 2^130; keep g unless that borrowed, by masks
     // rather than a branch.
     uint64_t g0 = h0 + 5;
