@@ -291,8 +291,8 @@ bool xchacha20poly1305_open(uint8_t* pt, const uint8_t* ct, size_t ct_len, const
                             const uint8_t nonce[kXChaChaNonceBytes], const uint8_t key[32]) noexcept {
     if (ct_len < kPoly1305TagBytes) return false;
     const size_t m_len = ct_len - kPoly1305TagBytes;
-    // The 32-bit block counter starts at 1 for the message: libsodium's
-    // limit, far above any token.
+    // The message's blocks count from 1 on a 32-bit counter, which must
+    // not wrap. This stops one block short of that: far above any token.
     if (m_len > uint64_t{64} * 0xfffffffeu) return false;
 
     // XChaCha20: HChaCha20 makes a one-off key from the key and the nonce's
