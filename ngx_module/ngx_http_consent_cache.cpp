@@ -345,18 +345,21 @@ ngx_http_consent_cache_store(ngx_shm_zone_t *zone, std::string_view subject,
             *newer = n->slot.record;
             rc = NGX_HTTP_CONSENT_CACHE_NEWER;
 
-        } else if (n
-                   && (vouched
-                       || (n->purposes == cache->purposes
-                           && (advance = consent::slot_may_advance(n->slot,
-                                                          record, clock))
-                              != consent::Advance::no))
-                   && consent::slot_store(&n->slot, record, sent_ms,
-                                          advance
-                                          == consent::Advance::held_only))
-        {
-            n->purposes = cache->purposes;
-            rc = NGX_HTTP_CONSENT_CACHE_STORED;
+        } else if (n) {
+            if (vouched) {
+                advance = consent::Advance::servable;
+
+            } else if (n->purposes == cache->purposes) {
+                advance = consent::slot_may_advance(n->slot, record, clock);
+            }
+
+            if (advance != consent::Advance::no
+                && consent::slot_store(&n->slot, record, sent_ms,
+                                       advance == consent::Advance::held_only))
+            {
+                n->purposes = cache->purposes;
+                rc = NGX_HTTP_CONSENT_CACHE_STORED;
+            }
         }
     }
 

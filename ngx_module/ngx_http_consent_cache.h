@@ -37,7 +37,8 @@ ngx_uint_t ngx_http_consent_cache_get(ngx_shm_zone_t *zone,
  *
  * server: the address the read came from, NULL for the primary. A read
  * from any other server than the one the subscription hears may be behind
- * what was announced there: it is stored only to move a slot forward
+ * what was announced there: it is stored only to move a slot forward, and
+ * right after a resubscription only held, to outrank older reads
  * (consent::slot_may_advance()).
  */
 ngx_uint_t ngx_http_consent_cache_store(ngx_shm_zone_t *zone,

@@ -38,11 +38,10 @@ struct CacheClock {
     uint64_t flushed_ms = 0;     // when "*" last dropped the whole cache
 };
 
-// Fresh when: filled (and not held_only), subscribed, fetched after
-// valid_since_ms (strictly: a
-// read of that same millisecond may have been answered before the
-// subscription took effect), within ttl (now < fetched + ttl), and no newer
-// version was announced since.
+// Fresh when: filled and not held_only, subscribed, fetched after
+// valid_since_ms (strictly: a read of that same millisecond may have been
+// answered before the subscription took effect), within ttl (now < fetched
+// + ttl), and no newer version was announced since.
 SlotState slot_state(const CacheSlot& slot, const CacheClock& clock) noexcept;
 
 // Applies "<subject> <v>": remembers the highest announced version. A slot

@@ -288,8 +288,8 @@ TEST(CacheRules, NewerSlotAnswersOnlyIfReadSinceTheConnectionBegan) {
 
 // A read of another replica than the subscription's (ngx_http_consent_cache_store)
 // may only move a slot forward: never fill it, never store an equal or
-// older version, and never into a slot read before the subscription began
-// (it has not heard the announcements of the gap).
+// older version, and only held (never served) in a slot read before the
+// subscription began (it has not heard the announcements of the gap).
 TEST(CacheRules, AnotherReplicasReadOnlyMovesASlotForward) {
     const Record r1 = rec(1), r2 = rec(2);
     const CacheClock c = at(kT0 + 30);

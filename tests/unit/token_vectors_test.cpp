@@ -13,6 +13,7 @@
 #include "crypto/keyfile.h"
 #include "crypto/pseudonym.h"
 #include "crypto/token.h"
+#include "tests/unit/hex.h"
 
 using namespace consent;
 
@@ -42,12 +43,6 @@ std::vector<Vector> load_vectors() {
         if (!out.empty()) out.back()[k] = v;
     }
     return out;
-}
-
-std::vector<uint8_t> unhex(const std::string& h) {
-    std::vector<uint8_t> b;
-    for (size_t i = 0; i + 1 < h.size(); i += 2) b.push_back(static_cast<uint8_t>(std::stoi(h.substr(i, 2), nullptr, 16)));
-    return b;
 }
 
 // A CHOICE vector: the answers ("NAME=1|0 ..."), the revision and the times

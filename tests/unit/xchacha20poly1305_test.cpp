@@ -7,12 +7,12 @@
 #include <sodium.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "crypto/key.h"
+#include "tests/unit/hex.h"
 
 using namespace consent;
 
@@ -21,16 +21,6 @@ namespace {
 std::vector<uint8_t> random_bytes(std::mt19937_64& rng, size_t n) {
     std::vector<uint8_t> v(n);
     for (auto& b : v) b = static_cast<uint8_t>(rng());
-    return v;
-}
-
-std::vector<uint8_t> from_hex(const char* hex) {
-    std::vector<uint8_t> v;
-    for (const char* p = hex; p[0] && p[1]; p += 2) {
-        unsigned b = 0;
-        sscanf(p, "%2x", &b);
-        v.push_back(static_cast<uint8_t>(b));
-    }
     return v;
 }
 
@@ -113,8 +103,8 @@ TEST(HChaCha20, KeyOpenMatchesLibsodiumXChaCha) {
 TEST(ChaCha20, RfcBlockVector) {
     uint8_t key[32];
     for (int i = 0; i < 32; i++) key[i] = static_cast<uint8_t>(i);
-    const auto nonce = from_hex("000000090000004a00000000");
-    const auto want = from_hex(
+    const auto nonce = unhex("000000090000004a00000000");
+    const auto want = unhex(
         "10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e"
         "d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e");
     uint8_t out[64];
@@ -166,9 +156,9 @@ TEST(Poly1305, RfcVectors) {
          "00000000000000000000000000000000"},
     };
     for (const auto& v : vectors) {
-        const auto key = from_hex(v.key);
-        const auto msg = from_hex(v.msg);
-        const auto want = from_hex(v.tag);
+        const auto key = unhex(v.key);
+        const auto msg = unhex(v.msg);
+        const auto want = unhex(v.tag);
         uint8_t tag[16];
         poly1305(tag, msg.data(), msg.size(), key.data());
         EXPECT_EQ(0, std::memcmp(tag, want.data(), 16)) << v.msg;
@@ -193,13 +183,13 @@ TEST(Poly1305, MatchesLibsodium) {
 
 // draft-irtf-cfrg-xchacha-03, appendix A.3.1.
 TEST(XChaCha20Poly1305, DraftVector) {
-    const auto key = from_hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
-    const auto nonce = from_hex("404142434445464748494a4b4c4d4e4f5051525354555657");
-    const auto ad = from_hex("50515253c0c1c2c3c4c5c6c7");
+    const auto key = unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
+    const auto nonce = unhex("404142434445464748494a4b4c4d4e4f5051525354555657");
+    const auto ad = unhex("50515253c0c1c2c3c4c5c6c7");
     const std::string msg =
         "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, "
         "sunscreen would be it.";
-    auto ct = from_hex(
+    auto ct = unhex(
         "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39"
         "ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9"
         "21f9664c97637da9768812f615c68b13b52e"
