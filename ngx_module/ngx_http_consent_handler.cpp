@@ -28,8 +28,7 @@ static consent::TokenStatus ngx_http_consent_open(
     consent::ExpectKind kind, uint64_t now, consent::TokenClaims *claims,
     consent::TokenMemo::Ref *ref, u_char *pseudonym);
 static ngx_int_t ngx_http_consent_rewrite(ngx_http_request_t *r,
-    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf,
-    ngx_str_t *new_args);
+    ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf);
 static void ngx_http_consent_open_choices(ngx_http_consent_ctx_t *ctx,
     ngx_http_consent_main_conf_t *cmcf, uint64_t now);
 static ngx_int_t ngx_http_consent_scan_cookies(ngx_http_request_t *r,
@@ -40,9 +39,9 @@ static ngx_int_t ngx_http_consent_rewrite_cookies(ngx_http_request_t *r,
 static ngx_int_t ngx_http_consent_rewrite_referer(ngx_http_request_t *r,
     ngx_http_consent_ctx_t *ctx, ngx_http_consent_loc_conf_t *clcf);
 static ngx_int_t ngx_http_consent_set_uri(ngx_http_request_t *r,
-    ngx_str_t *args, ngx_uint_t request_line_only);
-static ngx_int_t ngx_http_consent_redirect(ngx_http_request_t *r,
-    ngx_str_t *args);
+    ngx_http_consent_ctx_t *ctx, const consent::Removal &removal,
+    ngx_uint_t request_line_only, ngx_uint_t *removed);
+static ngx_int_t ngx_http_consent_redirect(ngx_http_request_t *r);
 static void ngx_http_consent_flush_vars(ngx_http_request_t *r);
 
 
@@ -96,7 +95,6 @@ static ngx_int_t
 ngx_http_consent_handle(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      args;
     ngx_http_consent_ctx_t        *ctx;
     ngx_http_consent_loc_conf_t   *clcf;
     ngx_http_consent_main_conf_t  *cmcf;
@@ -171,7 +169,7 @@ ngx_http_consent_handle(ngx_http_request_t *r)
 
     ngx_http_consent_decide(r, ctx);
 
-    if (ngx_http_consent_rewrite(r, ctx, clcf, &args) != NGX_OK) {
+    if (ngx_http_consent_rewrite(r, ctx, clcf) != NGX_OK) {
         ctx->state = NGX_HTTP_CONSENT_FAILED;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -182,7 +180,7 @@ ngx_http_consent_handle(ngx_http_request_t *r)
     if (clcf->token_redirect && ctx->has_token_arg && !clcf->dry_run
         && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
     {
-        return ngx_http_consent_redirect(r, &args);
+        return ngx_http_consent_redirect(r);
     }
 
     return NGX_DECLINED;
@@ -192,20 +190,9 @@ ngx_http_consent_handle(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_consent_hide_token(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
 {
-    consent::Removal       token_only;
-    consent::QueryRewrite  qr;
+    const consent::Removal  token_only;
 
-    u_char *line = (u_char *) ngx_pnalloc(r->pool, ctx->args.len);
-    if (line == NULL) {
-        return NGX_ERROR;
-    }
-
-    qr = consent::emit_query(ngx_http_consent_sv(&ctx->args),
-                             ctx->arg_segments, token_only, (char *) line);
-
-    ngx_str_t  logged = { qr.len, line };
-
-    if (ngx_http_consent_set_uri(r, &logged, 1) != NGX_OK) {
+    if (ngx_http_consent_set_uri(r, ctx, token_only, 1, NULL) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -526,36 +513,21 @@ ngx_http_consent_decide(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx)
  * Removes the token argument, the UID cookie and what the decision does not
  * allow, from the splits the extract step made. With consent_dry_run the
  * request is left as it came (but for the token in the request line that
- * error logs print, see ngx_http_consent_set_uri).
+ * error logs print, see ngx_http_consent_hide_token); $consent_stripped
+ * says what would have gone.
  */
 static ngx_int_t
 ngx_http_consent_rewrite(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
-    ngx_http_consent_loc_conf_t *clcf, ngx_str_t *new_args)
+    ngx_http_consent_loc_conf_t *clcf)
 {
-    consent::QueryRewrite  qr;
-
     const consent::Removal  removal = consent::Removal::after_decision(ctx->decision.granted);
 
-    *new_args = ctx->args;
-
-    if (consent::removes_any(ctx->arg_segments, removal)) {
-        u_char *out = (u_char *) ngx_pnalloc(r->pool, ctx->args.len);
-        if (out == NULL) {
-            return NGX_ERROR;
-        }
-
-        qr = consent::emit_query(ngx_http_consent_sv(&ctx->args),
-                                 ctx->arg_segments, removal, (char *) out);
-        ctx->stripped_args = qr.removed;
-
-        new_args->data = out;
-        new_args->len = qr.len;
-
-        if (!clcf->dry_run
-            && ngx_http_consent_set_uri(r, new_args, 0) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (!clcf->dry_run
+        && consent::removes_any(ctx->arg_segments, removal)
+        && ngx_http_consent_set_uri(r, ctx, removal, 0, &ctx->stripped_args)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (ngx_http_consent_rewrite_cookies(r, ctx, clcf, removal) != NGX_OK) {
@@ -825,12 +797,16 @@ ngx_http_consent_list_stripped(ngx_http_request_t *r,
 
 
 /*
- * Points the request at the rewritten arguments. The raw request target
- * (r->unparsed_uri) is rebuilt rather than invalidated: proxy_pass without
- * a URI part forwards it, and rebuilding keeps every byte of the path as
- * the client sent it, where `set $args` would make nginx re-escape it.
- * The request line is rebuilt too, so that $request in logs and the
- * "request:" of error log lines no longer carry the token.
+ * Points the request at the arguments `removal` keeps. The raw request
+ * target (r->unparsed_uri) is rebuilt rather than invalidated: proxy_pass
+ * without a URI part forwards it, and rebuilding keeps every byte of the
+ * path as the client sent it, where `set $args` would make nginx re-escape
+ * it. The request line is rebuilt too, so that $request in logs and the
+ * "request:" of error log lines no longer carry the token. The kept
+ * arguments are written straight into the new line, and a request with a
+ * token has its line written twice (hidden token, then the rewrite) into
+ * one buffer: the request pool's blocks are 4 KB, and nginx's own path
+ * fills nearly three.
  */
 /* the length of r->unparsed_uri's path, up to its '?' */
 static size_t
@@ -846,20 +822,32 @@ ngx_http_consent_path_len(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_str_t *args,
-    ngx_uint_t request_line_only)
+ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_http_consent_ctx_t *ctx,
+    const consent::Removal &removal, ngx_uint_t request_line_only,
+    ngx_uint_t *removed)
 {
-    u_char     *p;
-    size_t      path_len, uri_len;
-    ngx_str_t   uri;
+    u_char                 *p;
+    size_t                  path_len, size;
+    ngx_str_t               uri, args;
+    consent::QueryRewrite   qr;
 
     path_len = ngx_http_consent_path_len(r);
-    uri_len = path_len + (args->len ? 1 + args->len : 0);
 
-    p = (u_char *) ngx_pnalloc(r->pool, uri_len + r->method_name.len
-                                        + r->http_protocol.len + 2);
-    if (p == NULL) {
-        return NGX_ERROR;
+    /* the kept arguments are never longer than the arguments */
+    size = r->method_name.len + 1 + path_len + 1 + ctx->args.len
+           + 1 + r->http_protocol.len;
+
+    if (ctx->line_buf.len >= size) {
+        p = ctx->line_buf.data;
+
+    } else {
+        p = (u_char *) ngx_pnalloc(r->pool, size);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->line_buf.data = p;
+        ctx->line_buf.len = size;
     }
 
     /* one buffer: "METHOD SP uri [SP protocol]", the uri shared by both */
@@ -871,19 +859,25 @@ ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_str_t *args,
     uri.data = p;
     p = ngx_cpymem(p, r->unparsed_uri.data, path_len);
 
-    if (args->len) {
-        *p++ = '?';
-        u_char *a = p;
-        p = ngx_cpymem(p, args->data, args->len);
+    args.data = p + 1;
+    qr = consent::emit_query(ngx_http_consent_sv(&ctx->args),
+                             ctx->arg_segments, removal, (char *) args.data);
+    args.len = qr.len;
 
-        if (!request_line_only) {
-            r->args.data = a;
-            r->args.len = args->len;
-        }
+    if (args.len) {
+        *p = '?';
+        p = args.data + args.len;
 
-    } else if (!request_line_only) {
-        r->args.len = 0;
-        r->args.data = NULL;
+    } else {
+        args.data = NULL;
+    }
+
+    if (!request_line_only) {
+        r->args = args;
+    }
+
+    if (removed) {
+        *removed = qr.removed;
     }
 
     uri.len = p - uri.data;
@@ -904,8 +898,9 @@ ngx_http_consent_set_uri(ngx_http_request_t *r, ngx_str_t *args,
 }
 
 
+/* to the rewritten target: r->unparsed_uri and r->args, as set_uri left them */
 static ngx_int_t
-ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
+ngx_http_consent_redirect(ngx_http_request_t *r)
 {
     u_char           *p, *path;
     size_t            path_len;
@@ -932,7 +927,7 @@ ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = (u_char *) ngx_pnalloc(r->pool, 1 + path_len + 1 + args->len);
+    p = (u_char *) ngx_pnalloc(r->pool, 1 + path_len + 1 + r->args.len);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -941,9 +936,9 @@ ngx_http_consent_redirect(ngx_http_request_t *r, ngx_str_t *args)
     *p++ = '/';
     p = ngx_cpymem(p, path, path_len);
 
-    if (args->len) {
+    if (r->args.len) {
         *p++ = '?';
-        p = ngx_cpymem(p, args->data, args->len);
+        p = ngx_cpymem(p, r->args.data, r->args.len);
     }
 
     location->value.len = p - location->value.data;

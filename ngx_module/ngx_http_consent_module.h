@@ -219,6 +219,10 @@ typedef struct {
     ngx_http_consent_cookie_scan_t *cookies;
     ngx_uint_t                   ncookies;
 
+    /* the request line set_uri built; the rewrite reuses the token-hiding
+     * step's, as it only removes more */
+    ngx_str_t                    line_buf;
+
     ngx_str_t                    stripped;     /* once stripped_listed */
     ngx_uint_t                   stripped_args;
     ngx_uint_t                   stripped_cookies;

@@ -991,6 +991,9 @@ class TestDryRun(ConsentE2E):
         u = self.mint(SUBJECT2, kind="uid")
         target = "/dry/x?ctk=%s&utm_source=a&page=2" % t
         cookie = "_ga=1; a=2; vid=%s" % u
+        counters = ["consent_stripped_args_total", "consent_stripped_cookies_total",
+                    "consent_stripped_set_cookies_total"]
+        before = [H.metric(self.status(), c) for c in counters]
         r = self.get(target, [("Cookie", cookie), ("X-Test-Set-Cookie", "_ga=1|session=3")])
         s = H.Seen(r)
         self.assertEqual(s.target, target)
@@ -998,6 +1001,8 @@ class TestDryRun(ConsentE2E):
         self.assertVars(s, Stripped="ctk,utm_source,_ga,vid", Status="valid", Subject_Id=SUBJECT,
                         Campaign=CAMPAIGN, Purposes="service,personalization")
         self.assertEqual(r.set_cookies(), ["_ga=1", "session=3"])
+        # nothing was stripped, so no stripped counter moves
+        self.assertEqual([H.metric(self.status(), c) for c in counters], before)
 
     def test_dry_run_sets_no_uid_cookie(self):
         t = self.mint()
