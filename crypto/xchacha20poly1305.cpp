@@ -4,6 +4,18 @@
 
 #include <cstring>
 
+// The tag check's verdict is the one value computed from the key that the
+// open may branch on. tests/ct/ builds this file with CONSENT_CT_CHECK and
+// runs it under valgrind's memcheck with the key marked undefined: any
+// branch or memory address that depends on the key is then an error, and
+// this marks the verdict as the public answer it is meant to be.
+#if defined(CONSENT_CT_CHECK)
+#include <valgrind/memcheck.h>
+#define CONSENT_CT_DECLASSIFY(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#else
+#define CONSENT_CT_DECLASSIFY(p, n) ((void) 0)
+#endif
+
 namespace consent {
 
 namespace {
@@ -317,7 +329,8 @@ bool xchacha20poly1305_open(uint8_t* pt, const uint8_t* ct, size_t ct_len, const
     mac.block(lengths);
     uint8_t tag[kPoly1305TagBytes];
     mac.finish(tag);
-    const bool ok = crypto_verify_16(tag, ct + m_len) == 0;  // constant time
+    bool ok = crypto_verify_16(tag, ct + m_len) == 0;  // constant time
+    CONSENT_CT_DECLASSIFY(&ok, sizeof ok);
 
     // Decrypt only what authenticated.
     if (ok) {
