@@ -433,6 +433,8 @@ ngx_http_consent_init_process(ngx_cycle_t *cycle)
                ngx_http_cycle_get_module_main_conf(cycle,
                                                    ngx_http_consent_module);
 
+    ngx_http_consent_stats_init_process(cycle);
+
     /* the worker's memory is all there from the start, not grown into */
     if (cmcf && cmcf->token_memo) {
         cmcf->token_memo->prefault();
@@ -505,4 +507,5 @@ ngx_http_consent_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_consent_lookup_exit_process(cycle);
     ngx_http_consent_redis_state_exit(cycle);
+    ngx_http_consent_stats_exit_process(cycle);
 }

@@ -332,6 +332,8 @@ void ngx_http_consent_count_redis(ngx_http_consent_redis_server_t *server,
     ngx_http_consent_store_counter_e counter);
 /* a server a worker found (a Sentinel named it): its counters' row */
 void ngx_http_consent_stats_server(ngx_http_consent_redis_server_t *server);
+void ngx_http_consent_stats_init_process(ngx_cycle_t *cycle);
+void ngx_http_consent_stats_exit_process(ngx_cycle_t *cycle);
 /* this worker's connection to the server came up or went down: the
  * consent_redis_up gauge */
 void ngx_http_consent_redis_state(ngx_http_consent_redis_server_t *server,

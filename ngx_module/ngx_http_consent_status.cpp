@@ -3,12 +3,18 @@
  * them in Prometheus text format, summed over workers. The zone is reused
  * across reloads, so counters only ever grow while nginx runs.
  *
- * Each worker counts in a set of its own (by ngx_worker), on cache lines
- * of its own: a dozen atomic adds per request on lines every worker
- * writes would move those lines between cores on every request. Workers
- * that share a set (more than NGX_HTTP_CONSENT_STATS_SLOTS of them, or an
- * old and a new generation during a reload) still count right: the adds
- * are atomic.
+ * Each process counts in a set of counters it holds alone, on cache lines
+ * of its own, with plain adds. Shared lines would move between cores on
+ * every request, and a lock-prefixed add costs about 20 cycles and orders
+ * every memory access around it: a request makes a dozen
+ * (docs/performance.md, fifth round). A worker takes the set of its
+ * number when that is free, else the first free one; a set whose holder
+ * died (killed, crashed: kill(pid, 0) says ESRCH) is free. It gives the
+ * set back when it exits. Old workers draining after a reload keep theirs
+ * and the new ones take others, so no two processes ever add to one set
+ * without a lock. A process that finds none (more than
+ * NGX_HTTP_CONSENT_COUNTER_SETS count at once) counts in one more set,
+ * shared, with atomic adds.
  */
 
 #include "ngx_module/ngx_http_consent_cache.h"
@@ -18,6 +24,10 @@
 #define NGX_HTTP_CONSENT_TOKEN_STATUSES  5   /* consent::TokenStatus */
 
 
+#define NGX_HTTP_CONSENT_COUNTER_SETS    64
+#define NGX_HTTP_CONSENT_SHARED_SET      NGX_HTTP_CONSENT_COUNTER_SETS
+
+/* the connection views of a server, by worker number */
 #define NGX_HTTP_CONSENT_STATS_SLOTS     32
 
 /*
@@ -70,14 +80,33 @@ typedef struct {
     uint32_t                  purposes_crc;  /* which purposes decisions[] counts */
     ngx_uint_t                generation;    /* +1 at every configuration */
     ngx_http_consent_server_row_t  server[NGX_HTTP_CONSENT_STATS_SERVERS];
-    ngx_http_consent_stats_t  slot[NGX_HTTP_CONSENT_STATS_SLOTS];
+    ngx_atomic_t              holder[NGX_HTTP_CONSENT_COUNTER_SETS];  /* pid */
+    ngx_http_consent_stats_t  slot[NGX_HTTP_CONSENT_COUNTER_SETS + 1];
 } ngx_http_consent_stats_zone_t;
+
+
+/* this process's set: held alone, or NGX_HTTP_CONSENT_SHARED_SET */
+static ngx_uint_t  ngx_http_consent_my_set = NGX_HTTP_CONSENT_SHARED_SET;
+
+
+static ngx_inline void
+ngx_http_consent_add(ngx_atomic_t *counter, ngx_atomic_int_t n)
+{
+    if (ngx_http_consent_my_set != NGX_HTTP_CONSENT_SHARED_SET) {
+        *counter += n;
+
+    } else {
+        (void) ngx_atomic_fetch_add(counter, n);
+    }
+}
 
 
 static ngx_str_t  ngx_http_consent_stats_zone_name =
     ngx_string("ngx_http_consent_status");
 
 
+static ngx_http_consent_main_conf_t *ngx_http_consent_stats_conf(
+    ngx_cycle_t *cycle);
 static void ngx_http_consent_stats_rows(ngx_http_consent_stats_zone_t *stats,
     ngx_http_consent_main_conf_t *cmcf);
 
@@ -138,7 +167,7 @@ ngx_http_consent_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     uint32_t crc = ngx_http_consent_purposes_crc(cmcf);
 
     if (stats->purposes_crc != crc) {
-        for (i = 0; i < NGX_HTTP_CONSENT_STATS_SLOTS; i++) {
+        for (i = 0; i <= NGX_HTTP_CONSENT_COUNTER_SETS; i++) {
             ngx_memzero((void *) stats->slot[i].decisions,
                         sizeof(stats->slot[i].decisions));
         }
@@ -202,7 +231,7 @@ ngx_http_consent_stats_row(ngx_http_consent_stats_zone_t *stats,
     row->role = role;
     row->generation = generation;
 
-    for (slot = 0; slot < NGX_HTTP_CONSENT_STATS_SLOTS; slot++) {
+    for (slot = 0; slot <= NGX_HTTP_CONSENT_COUNTER_SETS; slot++) {
         ngx_memzero((void *) stats->slot[slot].store[pick + 1],
                     sizeof(stats->slot[slot].store[pick + 1]));
     }
@@ -260,7 +289,7 @@ ngx_http_consent_stats_init_conf(ngx_conf_t *cf,
 }
 
 
-/* this worker's counters */
+/* this process's counters */
 static ngx_http_consent_stats_t *
 ngx_http_consent_worker_stats(ngx_http_consent_main_conf_t *cmcf)
 {
@@ -268,7 +297,7 @@ ngx_http_consent_worker_stats(ngx_http_consent_main_conf_t *cmcf)
 
     stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
 
-    return &stats->slot[ngx_worker % NGX_HTTP_CONSENT_STATS_SLOTS];
+    return &stats->slot[ngx_http_consent_my_set];
 }
 
 
@@ -298,7 +327,7 @@ ngx_http_consent_stats_sum(ngx_http_consent_main_conf_t *cmcf,
 
     ngx_memzero((void *) total, sizeof(ngx_http_consent_stats_t));
 
-    for (i = 0; i < NGX_HTTP_CONSENT_STATS_SLOTS; i++) {
+    for (i = 0; i <= NGX_HTTP_CONSENT_COUNTER_SETS; i++) {
         add = (const ngx_atomic_t *) &stats->slot[i];
 
         for (k = 0; k < n; k++) {
@@ -320,25 +349,25 @@ ngx_http_consent_count_request(ngx_http_request_t *r,
     cmcf = (ngx_http_consent_main_conf_t *)
                ngx_http_get_module_main_conf(r, ngx_http_consent_module);
 
-    ngx_atomic_fetch_add(&st->requests, 1);
+    ngx_http_consent_add(&st->requests, 1);
 
     if (ctx->has_token_arg) {
-        ngx_atomic_fetch_add(&st->tokens[0][(int) ctx->purl_status], 1);
+        ngx_http_consent_add(&st->tokens[0][(int) ctx->purl_status], 1);
     }
 
     if (ctx->carried_uid) {
-        ngx_atomic_fetch_add(&st->tokens[1][(int) ctx->uid_status], 1);
+        ngx_http_consent_add(&st->tokens[1][(int) ctx->uid_status], 1);
     }
 
     for (i = 0; i < cmcf->purposes.nelts; i++) {
-        ngx_atomic_fetch_add(
+        ngx_http_consent_add(
             &st->decisions[i][(ctx->decision.granted & consent::purpose_bit(i))
                               ? 1 : 0], 1);
     }
 
     if (!ctx->conf->dry_run) {
-        ngx_atomic_fetch_add(&st->stripped_args, ctx->stripped_args);
-        ngx_atomic_fetch_add(&st->stripped_cookies, ctx->stripped_cookies);
+        ngx_http_consent_add(&st->stripped_args, ctx->stripped_args);
+        ngx_http_consent_add(&st->stripped_cookies, ctx->stripped_cookies);
     }
 }
 
@@ -347,7 +376,7 @@ void
 ngx_http_consent_count_set_cookies(ngx_http_request_t *r, ngx_uint_t removed)
 {
     if (removed) {
-        ngx_atomic_fetch_add(&ngx_http_consent_stats(r)->stripped_set_cookies,
+        ngx_http_consent_add(&ngx_http_consent_stats(r)->stripped_set_cookies,
                              removed);
     }
 }
@@ -356,7 +385,76 @@ ngx_http_consent_count_set_cookies(ngx_http_request_t *r, ngx_uint_t removed)
 void
 ngx_http_consent_count_uid(ngx_http_request_t *r, consent::UidAction action)
 {
-    ngx_atomic_fetch_add(&ngx_http_consent_stats(r)->uid[(int) action], 1);
+    ngx_http_consent_add(&ngx_http_consent_stats(r)->uid[(int) action], 1);
+}
+
+
+/*
+ * A worker (or the single process) takes a set of counters to hold alone:
+ * its own number's when free, else the first free one. A set is free when
+ * no process holds it, when its holder has died, or when the holder's pid
+ * is this process's (a worker long dead, its pid given to this one).
+ */
+void
+ngx_http_consent_stats_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      k, i;
+    ngx_atomic_uint_t               holder;
+    ngx_http_consent_main_conf_t   *cmcf;
+    ngx_http_consent_stats_zone_t  *stats;
+
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
+        return;
+    }
+
+    cmcf = ngx_http_consent_stats_conf(cycle);
+    if (cmcf == NULL) {
+        return;
+    }
+
+    stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
+
+    for (k = 0; k < NGX_HTTP_CONSENT_COUNTER_SETS; k++) {
+        i = (ngx_worker + k) % NGX_HTTP_CONSENT_COUNTER_SETS;
+        holder = stats->holder[i];
+
+        if (holder != 0 && holder != (ngx_atomic_uint_t) ngx_pid
+            && !(kill((ngx_pid_t) holder, 0) == -1 && ngx_errno == NGX_ESRCH))
+        {
+            continue;
+        }
+
+        if (ngx_atomic_cmp_set(&stats->holder[i], holder,
+                               (ngx_atomic_uint_t) ngx_pid))
+        {
+            ngx_http_consent_my_set = i;
+            return;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "consent: all %d counter sets are held by other processes, "
+                  "this worker counts in the shared set",
+                  NGX_HTTP_CONSENT_COUNTER_SETS);
+}
+
+
+/* The process exits: its set is free for the next one. */
+void
+ngx_http_consent_stats_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_consent_main_conf_t   *cmcf;
+    ngx_http_consent_stats_zone_t  *stats;
+
+    cmcf = ngx_http_consent_stats_conf(cycle);
+
+    if (cmcf != NULL && ngx_http_consent_my_set != NGX_HTTP_CONSENT_SHARED_SET) {
+        stats = (ngx_http_consent_stats_zone_t *) cmcf->stats_zone->data;
+        (void) ngx_atomic_cmp_set(&stats->holder[ngx_http_consent_my_set],
+                                  (ngx_atomic_uint_t) ngx_pid, 0);
+    }
+
+    ngx_http_consent_my_set = NGX_HTTP_CONSENT_SHARED_SET;
 }
 
 
@@ -387,7 +485,7 @@ ngx_http_consent_count_store(ngx_cycle_t *cycle,
     }
 
     st = ngx_http_consent_worker_stats(cmcf);
-    ngx_atomic_fetch_add(&st->store[0][counter], 1);
+    ngx_http_consent_add(&st->store[0][counter], 1);
 }
 
 
@@ -404,7 +502,7 @@ ngx_http_consent_count_redis(ngx_http_consent_redis_server_t *server,
     }
 
     st = ngx_http_consent_worker_stats(cmcf);
-    ngx_atomic_fetch_add(&st->store[server->stats_row][counter], 1);
+    ngx_http_consent_add(&st->store[server->stats_row][counter], 1);
 }
 
 
@@ -523,7 +621,7 @@ ngx_http_consent_redis_up(ngx_http_consent_stats_zone_t *stats,
 void
 ngx_http_consent_count_redirect(ngx_http_request_t *r)
 {
-    ngx_atomic_fetch_add(&ngx_http_consent_stats(r)->redirects, 1);
+    ngx_http_consent_add(&ngx_http_consent_stats(r)->redirects, 1);
 }
 
 

@@ -590,10 +590,15 @@ class Nginx:
     def crash_lines(self):
         """error.log lines that show a crash or an alert (a worker that exited
         with a non-zero code, e.g. killed by a sanitizer report, included),
-        and a line per sanitizer or valgrind report so far."""
+        and a line per sanitizer or valgrind report so far. The master's
+        line about a worker that kill_worker() SIGKILLed is not one."""
+        def expected(line):
+            m = re.search(r"worker process (\d+) exited on signal 9$", line)
+            return m is not None and int(m.group(1)) in self._killed
         lines = [l for l in self.error_log().splitlines()
-                 if "[alert]" in l or re.search(r"exited on signal|signal \d+ \(SIG(SEGV|ABRT|BUS|FPE|ILL)"
-                                                r"|exited with code [1-9]", l)]
+                 if ("[alert]" in l or re.search(r"exited on signal|signal \d+ \(SIG(SEGV|ABRT|BUS|FPE|ILL)"
+                                                 r"|exited with code [1-9]", l))
+                 and not expected(l)]
         return lines + ["%s: %s" % (name, why) for name, why, _ in self.findings()]
 
     # -- requests -----------------------------------------------------------

@@ -166,12 +166,13 @@ class ConsentE2E(unittest.TestCase):
     http_text = HTTP_TEXT
     locations = ""
     error_log_level = "info"
+    workers = 2
 
     @classmethod
     def setUpClass(cls):
         cls.up = H.EchoUpstream().start()
         cls.addClassCleanup(cls.up.stop)
-        cls.ngx = H.Nginx(workers=2, error_log_level=cls.error_log_level)
+        cls.ngx = H.Nginx(workers=cls.workers, error_log_level=cls.error_log_level)
         cls.addClassCleanup(cls.ngx.cleanup)
         d = cls.ngx.dir
         cls.k1 = H.keygen(cls.ngx.path("k1.key"), "xchacha20poly1305")
@@ -983,16 +984,68 @@ class TestConsentOff(ConsentE2E):
         self.assertEqual([h for h in s.headers if h[0].lower().startswith("x-consent-")], [],
                          "variables are empty when consent is off")
 
+class TestCounterSets(ConsentE2E):
+    """Each worker counts in a set of counters it holds alone, with plain
+    adds; past 64 processes the others share one set, with atomic adds.
+    With 66 workers two share. Either way every request is counted exactly
+    once, and a killed worker's set goes to its replacement."""
+    locations = LOC_STATUS
+    workers = 66
+
+    def shared_pids(self):
+        """The pids of the workers that logged that they count in the shared set."""
+        with open(self.ngx.path("error.log"), errors="replace") as f:
+            return [int(m) for m in re.findall(r"\] (\d+)#\d+: consent: all 64 counter sets are held "
+                                               r"by other processes", f.read())]
+
+    def wait_shared(self, n):
+        deadline = time.time() + H.slow(15)
+        while len(self.shared_pids()) < n and time.time() < deadline:
+            time.sleep(0.05)
+        return self.shared_pids()
+
+    def count_requests(self, n):
+        """Sends n requests, each on a connection of its own (so the
+        kernel hands them to many workers); the counter's growth."""
+        before = H.metric(self.status(), "consent_requests_total")
+        for i in range(n):
+            r = self.get("/p?utm_source=x&i=%d" % i)
+            self.assertEqual(r.status, 200)
+        return H.metric(self.status(), "consent_requests_total") - before
+
+    def test_counts_exact_with_sets_held_alone_and_shared(self):
+        self.assertEqual(len(self.wait_shared(2)), 2, "64 sets held alone, then two workers share")
+        self.assertEqual(self.count_requests(300), 300)
+
+    def test_killed_workers_set_goes_to_its_replacement(self):
+        shared = self.wait_shared(2)
+        self.assertEqual(len(shared), 2)
+        alone = [pid for pid in self.ngx.worker_pids() if pid not in shared]
+        self.assertEqual(len(alone), 64)
+        victim = alone[len(alone) // 2]
+        self.ngx.kill_worker(victim)
+        deadline = time.time() + H.slow(15)
+        while time.time() < deadline:
+            pids = self.ngx.worker_pids()
+            if victim not in pids and len(pids) == 66:
+                break
+            time.sleep(0.05)
+        self.assertEqual(len(self.ngx.worker_pids()), 66, "the master respawned the worker")
+        time.sleep(H.slow(0.5))
+        self.assertEqual(self.shared_pids(), shared, "the replacement took the dead worker's set")
+        self.assertEqual(self.count_requests(200), 200)
+
+
 class TestDryRun(ConsentE2E):
-    locations = LOC_DRY
+    locations = LOC_DRY + LOC_STATUS
 
     def test_dry_run_removes_nothing(self):
         t = self.mint(campaign=CAMPAIGN)
         u = self.mint(SUBJECT2, kind="uid")
         target = "/dry/x?ctk=%s&utm_source=a&page=2" % t
         cookie = "_ga=1; a=2; vid=%s" % u
-        counters = ["consent_stripped_args_total", "consent_stripped_cookies_total",
-                    "consent_stripped_set_cookies_total"]
+        counters = ["consent_requests_total", "consent_stripped_args_total",
+                    "consent_stripped_cookies_total", "consent_stripped_set_cookies_total"]
         before = [H.metric(self.status(), c) for c in counters]
         r = self.get(target, [("Cookie", cookie), ("X-Test-Set-Cookie", "_ga=1|session=3")])
         s = H.Seen(r)
@@ -1001,8 +1054,10 @@ class TestDryRun(ConsentE2E):
         self.assertVars(s, Stripped="ctk,utm_source,_ga,vid", Status="valid", Subject_Id=SUBJECT,
                         Campaign=CAMPAIGN, Purposes="service,personalization")
         self.assertEqual(r.set_cookies(), ["_ga=1", "session=3"])
-        # nothing was stripped, so no stripped counter moves
-        self.assertEqual([H.metric(self.status(), c) for c in counters], before)
+        # the request is counted, but nothing was stripped, so no stripped
+        # counter moves
+        self.assertEqual([H.metric(self.status(), c) for c in counters],
+                         [before[0] + 1] + before[1:])
 
     def test_dry_run_sets_no_uid_cookie(self):
         t = self.mint()
