@@ -89,6 +89,15 @@ typedef struct {
 static ngx_uint_t  ngx_http_consent_my_set = NGX_HTTP_CONSENT_SHARED_SET;
 
 
+/* the shared set's adds: atomic, and out of the common case's way */
+__attribute__((noinline, cold)) static void
+ngx_http_consent_add_shared(ngx_atomic_t *counter, ngx_atomic_int_t n)
+{
+    (void) ngx_atomic_fetch_add(counter, n);
+}
+
+
+/* No other process writes a set held alone, and readers only sum. */
 static ngx_inline void
 ngx_http_consent_add(ngx_atomic_t *counter, ngx_atomic_int_t n)
 {
@@ -96,7 +105,7 @@ ngx_http_consent_add(ngx_atomic_t *counter, ngx_atomic_int_t n)
         *counter += n;
 
     } else {
-        (void) ngx_atomic_fetch_add(counter, n);
+        ngx_http_consent_add_shared(counter, n);
     }
 }
 
