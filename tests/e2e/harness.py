@@ -526,6 +526,18 @@ class Nginx:
         self._killed.add(pid)
         os.kill(pid, sig)
 
+    def wait_respawned(self, victim, workers, timeout=5.0):
+        """Until the master has replaced the worker `victim` that a test
+        killed and runs `workers` again; False if not within timeout
+        (scaled by slow())."""
+        deadline = time.monotonic() + slow(timeout)
+        while time.monotonic() < deadline:
+            now = self.worker_pids()
+            if victim not in now and len(now) == workers:
+                return True
+            time.sleep(0.05)
+        return False
+
     def stop(self, timeout=15.0):
         """SIGQUIT (graceful), wait for the master to exit; SIGKILL the
         processes this object started if it does not."""

@@ -505,13 +505,7 @@ class F3WorkerKilled(LogCheck, FaultBase):
                 victim = old[0]
                 self.expected_log_kills.add(victim)
                 self.ngx.kill_worker(victim)
-                deadline = time.monotonic() + H.slow(5)
-                while time.monotonic() < deadline:
-                    now = self.ngx.worker_pids()
-                    if victim not in now and len(now) == 2:
-                        break
-                    time.sleep(0.05)
-                self.assertEqual(len(self.ngx.worker_pids()), 2, "master did not respawn")
+                self.assertTrue(self.ngx.wait_respawned(victim, 2), "master did not respawn")
                 time.sleep(0.7)
             took = self.wait_gauge(self.ngx, 1, 5.0)
             time.sleep(0.5)

@@ -1024,13 +1024,7 @@ class TestCounterSets(ConsentE2E):
         self.assertEqual(len(alone), 64)
         victim = alone[len(alone) // 2]
         self.ngx.kill_worker(victim)
-        deadline = time.time() + H.slow(15)
-        while time.time() < deadline:
-            pids = self.ngx.worker_pids()
-            if victim not in pids and len(pids) == 66:
-                break
-            time.sleep(0.05)
-        self.assertEqual(len(self.ngx.worker_pids()), 66, "the master respawned the worker")
+        self.assertTrue(self.ngx.wait_respawned(victim, 66, 15), "the master did not respawn it")
         time.sleep(H.slow(0.5))
         self.assertEqual(self.shared_pids(), shared, "the replacement took the dead worker's set")
         self.assertEqual(self.count_requests(200), 200)
