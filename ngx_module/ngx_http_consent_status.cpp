@@ -97,6 +97,14 @@ ngx_http_consent_add_shared(ngx_atomic_t *counter, ngx_atomic_int_t n)
 }
 
 
+/* A pid that no process has any more (a worker killed or crashed). */
+static ngx_uint_t
+ngx_http_consent_process_gone(ngx_pid_t pid)
+{
+    return kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH;
+}
+
+
 /* No other process writes a set held alone, and readers only sum. */
 static ngx_inline void
 ngx_http_consent_add(ngx_atomic_t *counter, ngx_atomic_int_t n)
@@ -428,7 +436,7 @@ ngx_http_consent_stats_init_process(ngx_cycle_t *cycle)
         holder = stats->holder[i];
 
         if (holder != 0 && holder != (ngx_atomic_uint_t) ngx_pid
-            && !(kill((ngx_pid_t) holder, 0) == -1 && ngx_errno == NGX_ESRCH))
+            && !ngx_http_consent_process_gone((ngx_pid_t) holder))
         {
             continue;
         }
@@ -611,7 +619,7 @@ ngx_http_consent_redis_up(ngx_http_consent_stats_zone_t *stats,
         view = &stats->server[row - 1].view[i];
 
         if (view->pid == 0
-            || (kill(view->pid, 0) == -1 && ngx_errno == ESRCH))
+            || ngx_http_consent_process_gone(view->pid))
         {
             continue;
         }
