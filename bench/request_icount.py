@@ -17,7 +17,9 @@ same for every scenario anyway (same syscalls per request).
       B4C: B4 with a choice cookie of the same answers instead of the UID
       cookie: no subject, so no cache lookup;
       B3N: B3 without the query, an anonymous visitor with nothing to
-      strip: what `consent on` costs when there is nothing to do)
+      strip: what `consent on` costs when there is nothing to do;
+      B4U and B4L: the peers of bench/peers/ on B4's request, nginx's
+      userid filter and B4's job in OpenResty Lua, without the module)
       [--annotate]   print the functions that add most per request (the
                      N2 run less the N1 run, less B1's) and keep the four
                      callgrind files in build-release/macro/
@@ -36,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import macro  # noqa: E402
+from peers import confs as peers  # noqa: E402
 
 
 # B4R's Referer: a page of the site with tracking arguments, no token
@@ -188,7 +191,11 @@ def main():
                  # Referer is checked for the token; B4R less B4 is its cost)
                  "B4R": ("on", False, True, (bench.uid, "")),
                  # B4's answers in a choice cookie instead of a record (issue 15)
-                 "B4C": ("on", False, True, (bench.keys.mint_choice(macro.CHOICES), ""))}
+                 "B4C": ("on", False, True, (bench.keys.mint_choice(macro.CHOICES), "")),
+                 # the peers (bench/peers/): nginx's userid filter on B4's
+                 # request with a returning visitor's uid cookie, and B4's
+                 # job in OpenResty Lua
+                 "B4U": ("userid", False, True, (bench.uid, "")), "B4L": ("lua", False, True, (bench.uid, ""))}
         print("%-4s %16s %16s %16s" % ("", "instr/request", "B1, same request", "added")
               + ("   L1i misses (B1, added)   L1d misses (B1, added)" if a.cache_sim else ""))
         for s in [x.strip().upper() for x in a.scenarios.split(",")]:
@@ -200,6 +207,8 @@ def main():
                 hs = hs + [("Referer", REFERER)]
             if s == "B3N":
                 q = ""
+            if s == "B4U":
+                hs = [(k, v + "; " + peers.USERID_COOKIE if k == "Cookie" else v) for k, v in hs]
             every = fields is None
             if not every:
                 q, hs = macro.fill(q, *fields), [(k, macro.fill(v, *fields)) for k, v in hs]
@@ -208,6 +217,11 @@ def main():
                 port = macro.free_port()
                 if name == "B1":
                     conf = macro.front_conf(port, bench.up_port, 1)
+                elif consent == "userid":
+                    conf = peers.userid_conf(port, bench.up_port, 1)
+                elif consent == "lua":
+                    conf = peers.lua_conf(port, bench.up_port, 1, bench.keys.token_file, bench.keys.pseudonym_file,
+                                          macro.RECORD, subject=bench.subject)
                 else:
                     conf = macro.front_conf(port, bench.up_port, 1, module=os.path.abspath(a.module),
                                             consent=consent, keys=bench.keys, redis_port=bench.redis.port,
