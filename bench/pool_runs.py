@@ -7,11 +7,17 @@ of many rounds, from several runs, says more than any one run's median.
 
 For each scenario: the number of rounds, the median of the per-round
 requests/s ratios to B1 with the quartiles, and the median of the
-per-round front-CPU-per-request ratios (scenario / B1).
+per-round front-CPU-per-request ratios (scenario / B1); then, when B4
+and a peer (B4U, B4L) are among them, B4's added front CPU as a multiple
+of the peer's (benchlib.reporting.against_peers).
 """
 import json
+import os
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib.reporting import against_peers  # noqa: E402
 
 
 def quantile(xs, q):
@@ -37,6 +43,8 @@ def main(paths):
         print("%-5s %6d  %.3f (%.3f .. %.3f)          %.3f" % (
             s, len(xs), statistics.median(xs), quantile(xs, .25), quantile(xs, .75),
             statistics.median(cpu[s]) if cpu.get(s) else float("nan")))
+    for line in against_peers({s: statistics.median(xs) for s, xs in cpu.items() if xs}):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,23 @@ from benchlib.measurement import med
 from benchlib.scenarios import DESCRIPTIONS
 
 
+PEERS = (("B4U", "nginx's userid filter"), ("B4L", "the Lua version"))
+
+
+def against_peers(cpu):
+    """Lines that give B4's added front CPU (its per-request ratio to B1,
+    less 1) as a multiple of each peer's that ran beside it. Both are
+    costs added to the same nginx on the same requests, so their quotient
+    does not carry the machine's speed at nginx's own work the way a
+    ratio to B1 does (issue 16: B4 1.04 to 1.12 to B1 from one machine to
+    the next, with the same code). cpu: scenario -> front CPU ratio."""
+    out = []
+    for peer, what in PEERS:
+        if "B4" in cpu and peer in cpu and cpu[peer] - 1 > 0.005:
+            out.append("B4 adds %.2fx the front CPU that %s (%s) adds" % ((cpu["B4"] - 1) / (cpu[peer] - 1), peer, what))
+    return out
+
+
 class Report:
     """Bench's output part (a mixin): it reads Bench's args, runs, summary,
     noisy_pairs and retried."""
@@ -51,6 +68,8 @@ class Report:
             for n in r["notes"]:
                 if not n.startswith("round") and not n.startswith("B9"):
                     print("     %s" % n)
+        for line in against_peers({r["scenario"]: r["cpu_ratio"] for r in self.rows()}):
+            print(line)
         print("'front us/req': CPU time of the front's workers per request, scenario/B1 (medians), and the "
               "median per-round ratio: what the module costs the proxy itself, less sensitive to other load "
               "than requests/s.")
