@@ -26,7 +26,8 @@ def against_peers(cpu):
     the next, with the same code). cpu: scenario -> front CPU ratio."""
     out = []
     for peer, what in PEERS:
-        if "B4" in cpu and peer in cpu and cpu[peer] - 1 > 0.005:
+        # NaN (no CPU figure) fails both comparisons
+        if cpu.get("B4", float("nan")) > 0 and cpu.get(peer, float("nan")) - 1 > 0.005:
             out.append("B4 adds %.2fx the front CPU that %s (%s) adds" % ((cpu["B4"] - 1) / (cpu[peer] - 1), peer, what))
     return out
 
