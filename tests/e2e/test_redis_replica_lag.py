@@ -33,6 +33,15 @@ primary P, replicas R1 and R2, `consent_redis_read replica`, two workers.
 Worker 0 returns to R1 once its 5 s are up, so a run that took longer than
 that (a slow machine) is repeated, up to three times, before it fails.
 
+The second test, a slot held only (consent::slot_may_advance): worker 1
+caches v1 from R1 while worker 0 is subscribed there; worker 0 leaves R1
+and subscribes on R2, so v1 was filled before the resubscription; v2 is
+written and announced through R2; worker 1 reads v2 from R1 twice, source
+redis both times (newer than the slot, but R1 is not the server the
+subscription hears, and an announcement may have been lost in the gap:
+held, never served); worker 0 reads v2 from R2, and only then does worker
+1 get it from the cache.
+
 Run: /usr/bin/python3 tests/e2e/test_redis_replica_lag.py \
         --module build/ngx_http_consent_module.so --consentctl build/consentctl
 """
@@ -189,6 +198,70 @@ class ReplicaBehindTheSubscription(unittest.TestCase):
         self.assertNotEqual(again, ("cache", v1), "worker 1 served its own lagging read from the cache")
         print("\nworker 1 read v%s from the lagging R1 (source=redis); worker 0 then read v%s from R2, "
               "worker 1 again: %r" % (v1, v2, again), file=sys.stderr)
+        return None
+
+    def test_b_a_newer_read_of_another_replica_is_held_not_served(self):
+        """After a resubscription, a slot filled before it may have missed
+        an announcement in the gap. A read of a replica the subscription
+        does not hear, newer than the slot, is kept held only: it answers
+        the requests that asked, is never served from the cache, and only
+        a read of the subscription's own server makes the slot servable
+        again (consent::slot_may_advance)."""
+        p, r1, r2 = self.topo.nodes
+        conns = RR.keepalive_per_worker(self, self.ngx.port)
+        attempts = []
+        for attempt in range(3):
+            outcome = self.held_run(p, r1, r2, conns, "held-%d" % attempt)
+            if outcome is None:
+                return
+            attempts.append(outcome)
+            time.sleep(H.slow(7))        # worker 0 back on R1
+        self.fail("worker 0 never stayed on R2 long enough: %s" % attempts)
+
+    def held_run(self, p, r1, r2, conns, subject):
+        """One run; None when it was checked, or why it could not be."""
+        # 1. both workers on R1, worker 0 subscribed there; worker 1 caches v1
+        self.wait("worker 0 is not subscribed on R1", lambda: self.subscriber_pid(r1) in conns, 10)
+        w0 = self.subscriber_pid(r1)
+        w1 = [pid for pid in conns if pid != w0][0]
+        v1 = H.run_consentctl("set", "--redis", p.address, subject, "analysis=1")[1].strip()[2:]
+        self.assertEqual(self.topo.call(p, "WAIT", 2, 2000), 2)
+        self.wait("R1 and R2 do not have v1", lambda: all(
+            self.topo.call(n, "HGET", "consent:{%s}" % subject, "v") == v1 for n in (r1, r2)), 5)
+        self.wait("worker 1 does not serve v1 from the cache",
+                  lambda: self.ask(conns[w1], subject) == ("cache", v1), 5)
+        self.assertNotEqual(self.read_conns_of(r1, w1), [], "worker 1 does not read R1")
+        # 2. worker 0 leaves R1; its subscription follows to R2, and
+        # everything cached before it (v1) is stale
+        t_kill = time.monotonic()
+        for addr in self.read_conns_of(r1, w0):
+            self.topo.call(r1, "CLIENT", "KILL", "ADDR", addr)
+        self.wait("worker 0's subscription did not move to R2", lambda: self.subscriber_pid(r2) == w0, 3)
+        self.wait("the subscription is not up on R2",
+                  lambda: self.metric("consent_subscription_up") == 1.0, 3)
+        # 3. v2, on both replicas, announced through R2
+        applied = self.metric("consent_updates_applied_total")
+        v2 = H.run_consentctl("set", "--redis", p.address, subject, "analysis=0")[1].strip()[2:]
+        self.assertEqual(self.topo.call(p, "WAIT", 2, 2000), 2)
+        self.wait("v2 was not announced", lambda: self.metric("consent_updates_applied_total") > applied, 2)
+        # 4. worker 1 reads v2 from R1, twice: held, never served
+        first = self.ask(conns[w1], subject)
+        second = self.ask(conns[w1], subject)
+        # 5. worker 0 reads v2 from R2, the subscription's server: servable
+        vouched = self.ask(conns[w0], subject)
+        after = self.ask(conns[w1], subject)
+        took = time.monotonic() - t_kill
+        on_r2 = self.subscriber_pid(r2) == w0
+        if not on_r2 or took > 4.5 or self.read_conns_of(r1, w1) == []:
+            return "%.1f s after the kill, subscription on R2: %s, worker 1 on R1: %s" % (
+                took, on_r2, self.read_conns_of(r1, w1) != [])
+        self.assertEqual(first, ("redis", v2))
+        self.assertEqual(second, ("redis", v2), "a newer read of R1 was served from the cache after "
+                                                "the resubscription, before R2 vouched for it")
+        self.assertEqual(vouched, ("redis", v2))
+        self.assertEqual(after, ("cache", v2), "R2's read did not make the slot servable")
+        print("\nworker 1 read v%s from R1 twice (source=redis both times); after worker 0 read it from R2, "
+              "worker 1 got it from the cache" % v2, file=sys.stderr)
         return None
 
     def test_zz_log_clean(self):
