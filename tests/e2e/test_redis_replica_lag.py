@@ -139,23 +139,25 @@ class ReplicaBehindTheSubscription(unittest.TestCase):
                 self.fail("%s\n%s\n%s" % (what, more(), self.ngx.error_log()[-3000:]))
             time.sleep(0.02)
 
-    # -- the test -----------------------------------------------------------
-    def test_a_read_of_a_lagging_replica_is_not_cached(self):
+    # -- the tests ----------------------------------------------------------
+    def up_to_three_runs(self, run, prefix):
+        """run(p, r1, r2, conns, subject) until it returns None (checked),
+        three times at most: it returns why not when worker 0 went back to
+        R1 before it was done (a slow machine)."""
         p, r1, r2 = self.topo.nodes
         conns = RR.keepalive_per_worker(self, self.ngx.port)
         attempts = []
         for attempt in range(3):
-            outcome = self.one_run(p, r1, r2, conns, "lag-%d" % attempt)
+            outcome = run(p, r1, r2, conns, "%s-%d" % (prefix, attempt))
             if outcome is None:
                 return
             attempts.append(outcome)
             time.sleep(H.slow(7))        # worker 0 back on R1
         self.fail("worker 0 never stayed on R2 long enough: %s" % attempts)
 
-    def one_run(self, p, r1, r2, conns, subject):
-        """One run of the situation; None when it was checked, or why it
-        could not be (worker 0 went back to R1 meanwhile)."""
-        # 1. both workers on R1, worker 0 subscribed there
+    def v1_with_worker_0_on_r1(self, p, r1, r2, conns, subject):
+        """Waits for worker 0 to be subscribed on R1, writes the subject's
+        v1 on P and waits for both replicas to have it: (w0, w1, v1)."""
         self.wait("worker 0 is not subscribed on R1", lambda: self.subscriber_pid(r1) in conns, 10)
         w0 = self.subscriber_pid(r1)
         w1 = [pid for pid in conns if pid != w0][0]
@@ -163,6 +165,16 @@ class ReplicaBehindTheSubscription(unittest.TestCase):
         self.assertEqual(self.topo.call(p, "WAIT", 2, 2000), 2)
         self.wait("R1 and R2 do not have v1", lambda: all(
             self.topo.call(n, "HGET", "consent:{%s}" % subject, "v") == v1 for n in (r1, r2)), 5)
+        return w0, w1, v1
+
+    def test_a_read_of_a_lagging_replica_is_not_cached(self):
+        self.up_to_three_runs(self.one_run, "lag")
+
+    def one_run(self, p, r1, r2, conns, subject):
+        """One run of the situation; None when it was checked, or why it
+        could not be (worker 0 went back to R1 meanwhile)."""
+        # 1. both workers on R1, worker 0 subscribed there
+        w0, w1, v1 = self.v1_with_worker_0_on_r1(p, r1, r2, conns, subject)
         self.ask(conns[w1], subject + "-warm")        # worker 1's read is up
         self.wait("worker 1 does not read R1", lambda: self.read_conns_of(r1, w1) != [], 10,
                   lambda: "workers %s, worker 0 %d; on R1: %s" % (
@@ -207,27 +219,12 @@ class ReplicaBehindTheSubscription(unittest.TestCase):
         the requests that asked, is never served from the cache, and only
         a read of the subscription's own server makes the slot servable
         again (consent::slot_may_advance)."""
-        p, r1, r2 = self.topo.nodes
-        conns = RR.keepalive_per_worker(self, self.ngx.port)
-        attempts = []
-        for attempt in range(3):
-            outcome = self.held_run(p, r1, r2, conns, "held-%d" % attempt)
-            if outcome is None:
-                return
-            attempts.append(outcome)
-            time.sleep(H.slow(7))        # worker 0 back on R1
-        self.fail("worker 0 never stayed on R2 long enough: %s" % attempts)
+        self.up_to_three_runs(self.held_run, "held")
 
     def held_run(self, p, r1, r2, conns, subject):
         """One run; None when it was checked, or why it could not be."""
         # 1. both workers on R1, worker 0 subscribed there; worker 1 caches v1
-        self.wait("worker 0 is not subscribed on R1", lambda: self.subscriber_pid(r1) in conns, 10)
-        w0 = self.subscriber_pid(r1)
-        w1 = [pid for pid in conns if pid != w0][0]
-        v1 = H.run_consentctl("set", "--redis", p.address, subject, "analysis=1")[1].strip()[2:]
-        self.assertEqual(self.topo.call(p, "WAIT", 2, 2000), 2)
-        self.wait("R1 and R2 do not have v1", lambda: all(
-            self.topo.call(n, "HGET", "consent:{%s}" % subject, "v") == v1 for n in (r1, r2)), 5)
+        w0, w1, v1 = self.v1_with_worker_0_on_r1(p, r1, r2, conns, subject)
         self.wait("worker 1 does not serve v1 from the cache",
                   lambda: self.ask(conns[w1], subject) == ("cache", v1), 5)
         self.assertNotEqual(self.read_conns_of(r1, w1), [], "worker 1 does not read R1")
