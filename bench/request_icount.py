@@ -202,13 +202,12 @@ def main():
             if s == "B1":
                 continue
             consent, purl, cookie, fields = specs[s]
-            q, hs = macro.request_template(purl, cookie, macro.CHOICE_COOKIE if s == "B4C" else "__Host-vid")
+            q, hs = macro.request_template(purl, cookie, macro.CHOICE_COOKIE if s == "B4C" else "__Host-vid",
+                                           peers.USERID_COOKIE if s == "B4U" else "")
             if s == "B4R":
                 hs = hs + [("Referer", REFERER)]
             if s == "B3N":
                 q = ""
-            if s == "B4U":
-                hs = [(k, v + "; " + peers.USERID_COOKIE if k == "Cookie" else v) for k, v in hs]
             every = fields is None
             if not every:
                 q, hs = macro.fill(q, *fields), [(k, macro.fill(v, *fields)) for k, v in hs]

@@ -128,9 +128,7 @@ class Bench(Measure, Report):
         return n
 
     def files(self, name, with_purl, with_cookie, cookie_name="__Host-vid", more_cookies=""):
-        query, headers = request_template(with_purl, with_cookie, cookie_name)
-        if more_cookies:
-            headers = [(k, v + "; " + more_cookies if k == "Cookie" else v) for k, v in headers]
+        query, headers = request_template(with_purl, with_cookie, cookie_name, more_cookies)
         lua = os.path.join(self.tmp, name + ".lua")
         write_lua(lua, raw_request(PATH, query, headers))
         return lua, os.path.join(self.tmp, name + ".entries"), query, headers

@@ -137,15 +137,16 @@ def garbage(rng_bytes, n):
 # ---------------------------------------------------------------------------
 # requests: one template per scenario, two per-request fields (F1, F2)
 
-def request_template(with_purl, with_cookie, cookie_name="__Host-vid"):
+def request_template(with_purl, with_cookie, cookie_name="__Host-vid", more_cookies=""):
     """(path+query, headers) with the placeholders F1 (the PURL token or the
     UID token) and F2 (the UID token when there is a PURL token).
-    cookie_name: the cookie that carries the token (B4C: the choice cookie)."""
+    cookie_name: the cookie that carries the token (B4C: the choice cookie).
+    more_cookies: appended to the Cookie header (B4U: the userid peer's)."""
     query = ("ctk=%s&" % F1 + QUERY) if with_purl else QUERY
     headers = list(BASE_HEADERS)
     if with_cookie:
         cookie = COOKIE.replace("{VID}", F2 if with_purl else F1).replace("__Host-vid=", cookie_name + "=")
-        headers.append(("Cookie", cookie))
+        headers.append(("Cookie", cookie + "; " + more_cookies if more_cookies else cookie))
     return query, headers
 
 
