@@ -271,10 +271,37 @@ class RedisStoreBase(unittest.TestCase):
         return out.strip()
 
     def set_record(self, subject, *fields):
-        """consentctl set SUBJECT f=1 ...; returns the new version (str)."""
+        """consentctl set SUBJECT f=1 ...; returns the new version (str).
+        While the edge is subscribed, waits (up to 1 s, scaled) until it has
+        applied an announcement: a read the next request sends before the
+        announcement arrives is not cached (the cache rules), so without the
+        wait a test's "cached on the second request" would race consentctl's
+        PUBLISH."""
+        applied = self.applied_updates()
         out = self.ctl("set", subject, *fields)
         self.assertRegex(out, r"^v=\d+$")
+        if applied is not None:
+            deadline = time.monotonic() + H.slow(1)
+            while time.monotonic() < deadline:
+                now = self.applied_updates()
+                if now is None or now > applied:
+                    break
+                time.sleep(0.005)
         return out[2:]
+
+    def applied_updates(self):
+        """consent_updates_applied_total of this class's nginx while its
+        subscription is up; None when it is not (or nginx does not answer)."""
+        ngx = getattr(self, "ngx", None)
+        if ngx is None:
+            return None
+        try:
+            m = self.metrics()
+        except Exception:  # a best effort: the caller then does not wait
+            return None
+        if self.m(m, "consent_subscription_up") != 1:
+            return None
+        return self.m(m, "consent_updates_applied_total")
 
     def hset(self, subject, *pairs, db=None):
         """A raw HSET of the record (no PUBLISH)."""
